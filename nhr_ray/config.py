@@ -1,0 +1,348 @@
+"""Typed run configuration: every field documented, paper defaults, validated before any work.
+
+A config is YAML. `load_config(path, preset=..., overrides=[...])` merges: the packaged preset
+(default: `default`, the simulation world), then the user's file, then `--set dotted.key=value`
+overrides; the result is validated once. Unknown and ill-typed keys are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from nhr_ray.roles import ROLE_KINDS
+
+# SPEC.md stage 2: the 26 aspect buckets of the released data (w, h), all multiples of 64.
+PAPER_BUCKETS: list[tuple[int, int]] = [
+    (640, 1600), (640, 1536), (704, 1472), (704, 1408), (768, 1344), (768, 1280), (832, 1216),
+    (832, 1152), (896, 1152), (896, 1088), (960, 1088), (960, 1024), (1024, 1024), (1024, 960),
+    (1088, 960), (1088, 896), (1152, 896), (1152, 832), (1216, 832), (1280, 768), (1344, 768),
+    (1344, 704), (1408, 704), (1472, 704), (1536, 640), (1600, 640),
+]  # fmt: skip
+
+CATEGORIES = ["removal", "addition", "colour_change", "replacement", "style"]
+
+
+class ConfigError(ValueError):
+    """A config that must not run. The message names the offending key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskConfig(Strict):
+    description: str = Field(
+        "Everyday and exotic scenes, each with 1 to 5 clearly visible objects, and edits of mixed types.",
+        description="Task description handed to the prompt designer (theme, domain, style, constraints).",
+    )
+    operation: Literal["mixed", "removal", "addition", "colour_change", "replacement", "style"] = Field(
+        "mixed", description="Which prompt variant designs the instructions (prompts/design_<op>.md)."
+    )
+    num_scenes: int = Field(230, ge=1, description="Scene prompts to design (the paper made 63,292).")
+    items_per_request: int = Field(50, ge=1, le=200, description="Scenes asked for per LLM call (paper: 50).")
+    max_instructions_per_scene: int = Field(8, ge=1, description="Instructions beyond this are dropped, counted.")
+    max_prompt_chars: int = Field(2000, ge=50, description="Longer scene prompts are dropped, counted.")
+    max_instruction_chars: int = Field(400, ge=10, description="Longer instructions are dropped, counted.")
+
+
+class SourcesConfig(Strict):
+    kind: Literal["t2i"] = Field("t2i", description="Where source images come from.")
+    seeds_per_prompt: int = Field(10, ge=1, description="N: seeds rendered per scene prompt (paper: 10).")
+    buckets: list[tuple[int, int]] = Field(
+        default_factory=lambda: list(PAPER_BUCKETS),
+        description="(width, height) buckets, one chosen per image by a seeded draw (paper: 26 buckets).",
+    )
+    scale: float = Field(
+        1.0, gt=0, le=1, description="Multiply bucket sizes (rounded to 16 px). The simulation uses 1/8."
+    )
+    batch_size: int = Field(8, ge=1, description="Images per T2I call (batched within one bucket).")
+
+    @field_validator("buckets")
+    @classmethod
+    def _buckets(cls, v):
+        if not v:
+            raise ValueError("at least one bucket")
+        for w, h in v:
+            if w < 16 or h < 16 or max(w, h) / min(w, h) > 6.0:
+                raise ValueError(f"bucket {w}x{h}: sides must be >= 16 and the aspect within 1:6..6:1")
+        return v
+
+
+class GateConfig(Strict):
+    enabled: bool = Field(True, description="Stage 3: the small VLM's yes/no plausibility gate.")
+    batch_size: int = Field(16, ge=1)
+
+
+class EditConfig(Strict):
+    attempts_per_instruction: int = Field(5, ge=1, description="M: editor seeds per (image, instruction).")
+    batch_size: int = Field(8, ge=1, description="Attempts per editor call.")
+
+
+class PrefilterConfig(Strict):
+    enabled: bool = Field(True, description="Stage 6: the big open VLM's soft pre-filter.")
+    min_adherence: float = Field(4.0, ge=1, le=5, description="Scores below drop the edit.")
+    min_aesthetics: float = Field(4.0, ge=1, le=5)
+    check_unwanted_change: bool = Field(True, description="Ask 'only the asked-for change, nothing else?'.")
+    check_aesthetics: bool = Field(True, description="Ask 'is the edited image pleasing?'.")
+
+
+class LowLevelConfig(Strict):
+    enabled: bool = True
+    pixel_threshold: int = Field(40, ge=0, le=255, description="A pixel changed if max |Ie - I0| over channels > this.")
+    min_largest_component_share: float = Field(
+        0.005, ge=0, le=1, description="Drop if the largest 4-connected changed component holds less than this share of changed pixels."
+    )
+    connectivity: Literal[4, 8] = 4
+    on_no_change: Literal["drop"] = Field("drop", description="No changed pixel: the editor did nothing (silent failure).")
+    on_size_mismatch: Literal["drop"] = Field("drop", description="Ie of another size than I0: no pixel correspondence to check.")
+
+
+class ValidationConfig(Strict):
+    min_adherence: float = Field(4.7, ge=1, le=5, description="Stage 8: keep adherence >= this (paper: 4.7).")
+    min_aesthetics: float = Field(4.7, ge=1, le=5, description="Stage 8: keep aesthetics >= this (paper: 4.7).")
+    batch_size: int = Field(8, ge=1)
+
+
+class InversionConfig(Strict):
+    enabled: bool = True
+    forbidden_words: list[str] = Field(["revert", "undo", "restore", "back"], description="Whole words an inverse may not use.")
+    max_chars: int = Field(300, ge=10)
+    batch_size: int = Field(16, ge=1)
+
+
+class CompositionConfig(Strict):
+    enabled: bool = True
+    max_per_source: int | None = Field(
+        None, ge=0, description="Cap on composed triplets per source image (None: every ordered pair of kept edits)."
+    )
+
+
+class ConsistencyConfig(Strict):
+    enabled: bool = Field(True, description="Stage 11: re-score inverse triplets; a failure drops it, its forward twin and compositions built on it.")
+    min_adherence: float = Field(4.5, ge=1, le=5, description="T_inv for adherence.")
+    min_aesthetics: float = Field(4.5, ge=1, le=5, description="T_inv for aesthetics.")
+
+
+class SchedulerConfig(Strict):
+    budget_gpu_hours: float | None = Field(
+        19.4, description="Stop issuing edit jobs once busy GPU-hours (spent + in-flight estimates) reach this. None: no budget."
+    )
+    unit: Literal["job", "pair"] = Field(
+        "pair",
+        description="'job': draw single attempts uniformly from the N x k x M queue; 'pair': draw (image, instruction) pairs uniformly and issue all M attempts of each.",
+    )
+    batch_size: int = Field(8, ge=1, description="Jobs handed out per scheduler call.")
+
+    @field_validator("budget_gpu_hours")
+    @classmethod
+    def _positive(cls, v):
+        if v is not None and not v > 0:
+            raise ValueError("must be > 0 (or null for no budget)")
+        return v
+
+
+class RoleConfig(Strict):
+    backend: str = Field("sim", description="Registered backend name (`nhr-ray backends` lists them).")
+    actors: int = Field(1, ge=1, description="Actors in this role's pool.")
+    num_gpus: float = Field(1.0, ge=0, description="GPUs each actor holds (fractions share a GPU).")
+    num_cpus: float = Field(0.25, ge=0, description="CPUs each actor holds.")
+    max_in_flight: int = Field(2, ge=1, description="Batches queued per actor (the next is ready before the current ends).")
+    options: dict[str, Any] = Field(default_factory=dict, description="The backend's own options.")
+
+
+def _role(gpus: float, actors: int = 1, **kw) -> RoleConfig:
+    return RoleConfig(num_gpus=gpus, actors=actors, **kw)
+
+
+class RolesConfig(Strict):
+    designer: RoleConfig = Field(default_factory=lambda: _role(0))
+    t2i: RoleConfig = Field(default_factory=lambda: _role(1))
+    gate: RoleConfig = Field(default_factory=lambda: _role(1))
+    editor: RoleConfig = Field(default_factory=lambda: _role(1, 2))
+    prefilter: RoleConfig = Field(default_factory=lambda: _role(4))
+    validator: RoleConfig = Field(default_factory=lambda: _role(0))
+    inverter: RoleConfig = Field(default_factory=lambda: _role(0))
+
+
+class RayConfig(Strict):
+    address: str | None = Field(None, description="Cluster to join; None: RAY_ADDRESS, else a private local cluster.")
+    local_num_cpus: int | None = Field(None, ge=1, description="CPUs of the local cluster (default: all).")
+    local_num_gpus: int = Field(8, ge=0, description="GPUs the local cluster declares (fake ones on a laptop).")
+    include_dashboard: bool = Field(False, description="Start the dashboard with a local cluster (bound to 127.0.0.1).")
+    cpu_workers: int = Field(1, ge=1, description="CPU actors for the low-level check.")
+
+
+class OutputConfig(Strict):
+    image_format: Literal["png", "webp"] = Field("png", description="Encoding of images in Parquet (webp is lossless).")
+    shard_rows: int = Field(1000, ge=1, description="Rows per Parquet shard.")
+    attempt_images: Literal["none", "validated", "all"] = Field(
+        "validated", description="Which attempts keep their edited image in attempts-*.parquet (needed for DPO/KTO export)."
+    )
+    max_image_pixels: int = Field(64_000_000, ge=1, description="Refuse to decode images larger than this.")
+    progress: bool = Field(True, description="Live progress display on the terminal.")
+
+
+class SimConfig(Strict):
+    """The simulation world: every knob of its statistics. See nhr_ray/backends/sim/world.py."""
+
+    malformed_rate: float = Field(0.02, ge=0, le=1, description="Share of judge and LLM answers that are malformed.")
+    realtime_scale: float = Field(0.0, ge=0, description="Sleep virtual cost x this per call (0: as fast as possible).")
+    missing_object_rate: float = Field(0.18, ge=0, le=1, description="Share of rendered objects the T2I model fails to draw.")
+    implausible_rate: float = Field(0.45, ge=0, le=1, description="Share of images with a plausibility flaw.")
+    pair_concentration: float = Field(0.686, gt=0, description="a+b of the per-pair Beta success law (SPEC: 0.105+0.581).")
+    pair_success_mean: float = Field(0.193, gt=0, lt=1, description="Mean true-clean probability of a feasible pair.")
+    category_difficulty: dict[str, float] = Field(
+        default_factory=lambda: {"removal": 1.15, "addition": 1.0, "colour_change": 1.2, "replacement": 0.9, "style": 0.7},
+        description="Multiplier on pair_success_mean per category.",
+    )
+
+    @field_validator("category_difficulty")
+    @classmethod
+    def _known(cls, v):
+        bad = sorted(set(v) - set(CATEGORIES))
+        if bad:
+            raise ValueError(f"unknown categories {bad}; known: {CATEGORIES}")
+        return v
+
+
+class RunConfig(Strict):
+    seed: int = Field(0, description="Run seed: every outcome is a function of it and the item's id.")
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    sources: SourcesConfig = Field(default_factory=SourcesConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    edit: EditConfig = Field(default_factory=EditConfig)
+    prefilter: PrefilterConfig = Field(default_factory=PrefilterConfig)
+    lowlevel: LowLevelConfig = Field(default_factory=LowLevelConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    inversion: InversionConfig = Field(default_factory=InversionConfig)
+    composition: CompositionConfig = Field(default_factory=CompositionConfig)
+    consistency: ConsistencyConfig = Field(default_factory=ConsistencyConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    roles: RolesConfig = Field(default_factory=RolesConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    sim: SimConfig = Field(default_factory=SimConfig)
+
+    @model_validator(mode="after")
+    def _roles_exist(self):
+        from nhr_ray.roles import BackendUnavailable, backend_class
+
+        for role in ROLE_KINDS:
+            rc: RoleConfig = getattr(self.roles, role)
+            try:
+                cls = backend_class(role, rc.backend)
+            except (KeyError, BackendUnavailable) as e:
+                raise ValueError(f"roles.{role}.backend: {e}") from None
+            try:
+                cls.Options.model_validate(rc.options)
+            except ValidationError as e:
+                raise ValueError(f"roles.{role}.options: {_first_error(e)}") from None
+        return self
+
+    def role(self, name: str) -> RoleConfig:
+        return getattr(self.roles, name)
+
+
+# ----- loading ---------------------------------------------------------------------------------
+
+
+def presets() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("nhr_ray.presets").iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def preset_dict(name: str) -> dict[str, Any]:
+    if name not in presets():
+        raise ConfigError(f"unknown preset {name!r}; known: {presets()}")
+    text = resources.files("nhr_ray.presets").joinpath(f"{name}.yaml").read_text()
+    data = _read_yaml(text, f"preset {name}")
+    base = data.pop("extends", None)
+    return deep_merge(preset_dict(base), data) if base else data
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "options":
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """`a.b.c=value`; the value is parsed as a YAML scalar or flow collection."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {assignment!r}: expected dotted.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    node = data
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        nxt = node.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set {key}: {p!r} is not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _first_error(e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    return f"{loc}: {err['msg']}" if loc else err["msg"]
+
+
+def validate_config(data: dict[str, Any]) -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        msgs = []
+        for err in e.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            msgs.append(f"{loc}: {msg}" if loc else msg)
+        raise ConfigError("invalid config: " + "; ".join(msgs)) from None
+
+
+def load_config(
+    path: str | Path | None = None, preset: str | None = None, overrides: list[str] | None = None
+) -> RunConfig:
+    data = preset_dict(preset or "default")
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        user = _read_yaml(p.read_text(), str(p))
+        base = user.pop("extends", None)
+        if base:
+            data = preset_dict(base)
+        data = deep_merge(data, user)
+    for o in overrides or []:
+        apply_override(data, o)
+    return validate_config(data)
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

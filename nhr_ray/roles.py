@@ -1,0 +1,221 @@
+"""Model roles: four small interfaces and one registry of named backends.
+
+Seven roles of the method map onto four kinds of model:
+
+    role                         kind      what it does
+    designer (stage 1)           text      prompt text -> text (JSON scenes)
+    t2i (stage 2)                t2i       prompt, seed, size -> image
+    gate (stage 3)               vlm       images + prompt -> text (yes/no)
+    editor (stage 5)             editor    image, instruction, seed -> image
+    prefilter (stage 6)          vlm       images + prompt -> text (scores JSON, yes/no)
+    validator (stages 8, 11)     vlm
+    inverter (stage 9)           text
+
+Backends take batches and answer one item per request, in order. They return what the model said
+(raw text, pixels) and what the call cost; parsing and deciding belong to the stages. A backend
+never raises for one bad item: it returns that item's `error` so the stage can count it.
+Adding a backend is one class and one `@register` line.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+ROLE_KINDS: dict[str, str] = {
+    "designer": "text",
+    "t2i": "t2i",
+    "gate": "vlm",
+    "editor": "editor",
+    "prefilter": "vlm",
+    "validator": "vlm",
+    "inverter": "text",
+}
+
+
+# ----- requests and answers ------------------------------------------------------------------
+
+
+@dataclass
+class TextRequest:
+    item_id: str
+    task: str  # 'design' | 'invert' | ...: what is asked (simulation backends dispatch on it)
+    prompt: str  # the filled prompt template
+    system: str = ""
+    json_schema: dict[str, Any] | None = None  # constrain the answer where the backend can
+    sim_truth: dict[str, Any] | None = None
+
+
+@dataclass
+class T2IRequest:
+    item_id: str
+    prompt: str
+    seed: int
+    width: int
+    height: int
+
+
+@dataclass
+class EditRequest:
+    item_id: str
+    image: np.ndarray  # HxWx3 uint8 RGB
+    instruction: str
+    seed: int
+    sim_truth: dict[str, Any] | None = None
+
+
+@dataclass
+class VLMRequest:
+    item_id: str
+    question: str  # 'plausibility' | 'edit_scores' | 'unwanted_change' | 'aesthetics'
+    prompt: str
+    images: list[np.ndarray]
+    json_schema: dict[str, Any] | None = None
+    sim_truth: dict[str, Any] | None = None
+
+
+@dataclass
+class Answer:
+    """One item's answer. `gpu_seconds` is busy GPU time (wall time x GPUs held, or the simulation's
+    virtual cost); `error` is set instead of raising when this one item failed."""
+
+    text: str | None = None
+    image: np.ndarray | None = None
+    error: str | None = None
+    gpu_seconds: float = 0.0
+    usage: dict[str, float] = field(default_factory=dict)  # tokens, usd, ...
+    meta: dict[str, Any] = field(default_factory=dict)
+    sim_truth: dict[str, Any] | None = None
+
+
+# ----- backends --------------------------------------------------------------------------------
+
+
+class BackendOptions(BaseModel):
+    """Base for a backend's own options (`roles.<role>.options` in the config). Unknown keys fail."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Backend(abc.ABC):
+    kind: ClassVar[str]
+    name: ClassVar[str]
+    Options: ClassVar[type[BackendOptions]] = BackendOptions
+
+    def __init__(self, options: BackendOptions, context: "BackendContext"):
+        self.options = options
+        self.context = context
+
+    def setup(self) -> None:
+        """Load weights, open clients. Called once per actor, never at import or construction."""
+
+    def teardown(self) -> None:
+        """Release what setup() took."""
+
+    @classmethod
+    def preflight(cls, options: BackendOptions, context: "BackendContext") -> None:
+        """Cheap checks before any work starts (packages importable, keys present). Raise
+        BackendUnavailable with a message that says how to fix it."""
+
+
+@dataclass
+class BackendContext:
+    role: str
+    run_seed: int
+    num_gpus: float
+    sim: Any = None  # the simulation world's settings (config.SimConfig); only sim backends read it
+    prompts_dir: str | None = None
+
+
+class BackendUnavailable(RuntimeError):
+    """A configured backend cannot run here (missing package, missing key). Raised before work."""
+
+
+class TextModel(Backend):
+    kind = "text"
+
+    @abc.abstractmethod
+    def complete(self, requests: list[TextRequest]) -> list[Answer]: ...
+
+
+class ImageGenerator(Backend):
+    kind = "t2i"
+
+    @abc.abstractmethod
+    def generate(self, requests: list[T2IRequest]) -> list[Answer]: ...
+
+
+class ImageEditor(Backend):
+    kind = "editor"
+
+    @abc.abstractmethod
+    def edit(self, requests: list[EditRequest]) -> list[Answer]: ...
+
+
+class VisionJudge(Backend):
+    kind = "vlm"
+
+    @abc.abstractmethod
+    def ask(self, requests: list[VLMRequest]) -> list[Answer]: ...
+
+
+_REGISTRY: dict[tuple[str, str], type[Backend] | Callable[[], type[Backend]]] = {}
+_DESCRIPTIONS: dict[tuple[str, str], str] = {}
+
+
+def register(kind: str, name: str, description: str = ""):
+    """Class decorator: make a backend selectable as `backend: <name>` for roles of that kind."""
+
+    def deco(cls):
+        _REGISTRY[(kind, name)] = cls
+        _DESCRIPTIONS[(kind, name)] = description or (cls.__doc__ or "").strip().split("\n")[0]
+        return cls
+
+    return deco
+
+
+def register_lazy(kind: str, name: str, module: str, attr: str, description: str) -> None:
+    """Register a backend whose module imports heavy packages, without importing it now."""
+
+    def load():
+        import importlib
+
+        return getattr(importlib.import_module(module), attr)
+
+    _REGISTRY[(kind, name)] = load
+    _DESCRIPTIONS[(kind, name)] = description
+
+
+def _ensure_builtins() -> None:
+    import nhr_ray.backends  # noqa: F401  (registers the built-in backends)
+
+
+def backend_class(role: str, name: str) -> type[Backend]:
+    _ensure_builtins()
+    kind = ROLE_KINDS[role]
+    entry = _REGISTRY.get((kind, name))
+    if entry is None:
+        known = sorted(n for k, n in _REGISTRY if k == kind)
+        raise KeyError(f"unknown backend {name!r} for role {role!r} (kind {kind}); known: {known}")
+    if not isinstance(entry, type):
+        entry = entry()
+        _REGISTRY[(kind, name)] = entry
+    return entry
+
+
+def list_backends() -> dict[str, list[tuple[str, str]]]:
+    """role -> [(backend name, one-line description)]."""
+    _ensure_builtins()
+    out: dict[str, list[tuple[str, str]]] = {}
+    for role, kind in ROLE_KINDS.items():
+        out[role] = sorted((n, _DESCRIPTIONS[(k, n)]) for (k, n) in _REGISTRY if k == kind)
+    return out
+
+
+def build_backend(role: str, name: str, options: dict[str, Any], context: BackendContext) -> Backend:
+    cls = backend_class(role, name)
+    return cls(cls.Options.model_validate(options), context)
