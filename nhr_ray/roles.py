@@ -87,7 +87,9 @@ class Answer:
     image: np.ndarray | None = None
     error: str | None = None
     gpu_seconds: float = 0.0
-    usage: dict[str, float] = field(default_factory=dict)  # tokens, usd, ...
+    # standard keys, summed by role into the ledger, funnel and manifest:
+    # input_tokens, output_tokens, usd, api_calls, retries
+    usage: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     sim_truth: dict[str, Any] | None = None
 
@@ -129,6 +131,7 @@ class BackendContext:
     num_gpus: float
     sim: Any = None  # the simulation world's settings (config.SimConfig); only sim backends read it
     prompts_dir: str | None = None
+    run_config: Any = None  # the whole validated config.RunConfig (API sections, sources, ...)
 
 
 class BackendUnavailable(RuntimeError):

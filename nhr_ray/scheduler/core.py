@@ -78,7 +78,10 @@ class JobScheduler:
     def _pack(self, src: int, inst: int, att: int) -> int:
         return (src << 16) | (inst << 8) | att
 
-    def add_source(self, source_id: str, num_instructions: int) -> None:
+    def add_source(self, source_id: str, categories: list[str]) -> None:
+        """A surviving source image joins the queue with one pair per instruction (categories in
+        instruction order; policies use them)."""
+        num_instructions = len(categories)
         if num_instructions > 255 or self.m > 255:
             raise ValueError("at most 255 instructions per scene and 255 attempts per pair")
         idx = len(self.sources)
@@ -133,8 +136,9 @@ class JobScheduler:
     def charge(self, role: str, stage: str, gpu_seconds: float) -> None:
         self.ledger.add(role, stage, gpu_seconds)
 
-    def complete(self, attempt: str, costs: dict[str, float]) -> None:
-        """An attempt finished (whatever its outcome); costs: stage -> (role, GPU-s) spent on it."""
+    def complete(self, attempt: str, costs: dict[str, tuple[str, float]], result: dict[str, Any] | None = None) -> None:
+        """An attempt finished (whatever its outcome). costs: stage -> (role, GPU-s) spent on it;
+        result: {'category', 'prefilter_pass', 'validator_pass', 'reason', 'score'} for policies."""
         self.inflight.pop(attempt, None)
         total = 0.0
         for stage, (role, s) in costs.items():
