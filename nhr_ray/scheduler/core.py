@@ -1,23 +1,37 @@
 """The edit-job queue and the GPU-hour budget, as plain code (the Ray actor wraps it).
 
 The queue is the N x k x M space: every surviving source image x each of its instructions x M
-attempts. It grows while sources stream in. `draw(n)` takes jobs uniformly at random without
-replacement from what is available at the time of the draw (swap-remove from a dense array of
-packed integers: O(1) a draw). With `unit='pair'` the draw is uniform over (image, instruction)
-pairs and hands out all M attempts of a drawn pair together.
+attempts, held compactly by `JobSpace` (11 bytes a pair, no Python object per job or pair). It
+grows while sources stream in. `draw(n)` takes jobs uniformly at random without replacement from
+what is available at the time of the draw (policy `uniform`); with `unit='pair'` the draw is
+uniform over (image, instruction) pairs and hands out all remaining attempts of a drawn pair.
+Other policies (policies.py) weight categories and stop pairs early.
 
-The budget counts busy GPU-seconds. Jobs in flight hold an estimate of their cost (the running mean
-of completed jobs, or the prior), so issuing stops within one batch of the budget.
+Budget: `budget_clock='busy'` counts busy GPU-seconds (what calls took x GPUs, reported by the
+actors), `'reserved'` counts GPUs held x wall time (see ledger.py; never less than busy). Jobs in
+flight hold an estimate of their cost (running mean of completed jobs, else the prior) and a draw
+is cut to what the budget left can pay for, so issuing stops within one job of the budget.
 """
 
 from __future__ import annotations
 
-import random
-from collections import defaultdict
-from dataclasses import dataclass, field
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import repeat
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nhr_ray.records import Job, attempt_id, item_seed, pair_id
+from nhr_ray.scheduler import checkpoint
+from nhr_ray.scheduler.ledger import Ledger
+from nhr_ray.scheduler.policies import ACTIVE, STATUS_NAMES, make_policy
+from nhr_ray.scheduler.space import ATTEMPT_BITS, JobSpace
+
+DEFAULT_CATEGORIES = ["removal", "addition", "colour_change", "replacement", "style"]
 
 
 class BudgetExhausted(Exception):
@@ -25,27 +39,26 @@ class BudgetExhausted(Exception):
 
 
 @dataclass
-class Ledger:
-    """Busy GPU-seconds by role and by stage."""
+class JobBatch:
+    """Drawn jobs as arrays (cheap to ship through Ray); `jobs()` makes the Job rows."""
 
-    by_role: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    by_stage: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    run_seed: int
+    keys: np.ndarray  # pair << 6 | attempt
+    source_ids: np.ndarray  # bytes, one per job
+    instruction: np.ndarray
+    attempt: np.ndarray
+    cost_estimate: float
 
-    def add(self, role: str, stage: str, gpu_seconds: float) -> None:
-        self.by_role[role] += gpu_seconds
-        self.by_stage[stage] += gpu_seconds
+    def __len__(self) -> int:
+        return len(self.keys)
 
-    @property
-    def total(self) -> float:
-        return float(sum(self.by_role.values()))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "busy_gpu_seconds": self.total,
-            "busy_gpu_hours": self.total / 3600,
-            "by_role_gpu_hours": {k: v / 3600 for k, v in sorted(self.by_role.items())},
-            "by_stage_gpu_hours": {k: v / 3600 for k, v in sorted(self.by_stage.items())},
-        }
+    def jobs(self) -> list[Job]:
+        out = []
+        for sid, inst, att in zip(self.source_ids.tolist(), self.instruction.tolist(), self.attempt.tolist()):
+            aid = attempt_id(pair_id(sid.decode(), inst), att)
+            out.append(Job(aid, aid.rpartition(".m")[0], sid.decode(), inst, att,
+                           item_seed(self.run_seed, aid, "edit"), self.cost_estimate))  # fmt: skip
+        return out
 
 
 class JobScheduler:
@@ -56,105 +69,286 @@ class JobScheduler:
         unit: str = "job",
         budget_gpu_hours: float | None = None,
         prior_job_cost: float = 10.0,
+        *,
+        policy: str = "uniform",
+        policy_options: dict[str, Any] | None = None,
+        budget_clock: str = "busy",
+        categories: list[str] | None = None,
+        config_hash: str = "",
+        clock: Callable[[], float] = time.monotonic,
     ):
         if unit not in ("job", "pair"):
             raise ValueError(f"unknown scheduler unit {unit!r}")
-        self.run_seed = run_seed
-        self.m = attempts_per_pair
-        self.unit = unit
+        if budget_clock not in ("busy", "reserved"):
+            raise ValueError(f"unknown budget clock {budget_clock!r}; known: busy, reserved")
+        if budget_gpu_hours is not None and not budget_gpu_hours > 0:
+            raise ValueError(f"budget_gpu_hours must be > 0 (or None for no budget), got {budget_gpu_hours}")
+        if prior_job_cost <= 0:
+            raise ValueError("prior_job_cost must be > 0")
+        self.run_seed, self.m, self.unit = run_seed, attempts_per_pair, unit
         self.budget_s = None if budget_gpu_hours is None else budget_gpu_hours * 3600.0
-        self.prior = prior_job_cost
-        self.rng = random.Random(run_seed)
-        self.sources: list[str] = []
-        self.available: list[int] = []  # packed (source index, instruction, attempt) or pair
-        self.ledger = Ledger()
-        self.inflight: dict[str, float] = {}  # attempt id -> cost estimate
-        self.done_jobs = 0
-        self.done_cost = 0.0
-        self.issued = 0
-        self.total_jobs = 0
+        self.budget_clock, self.prior, self.config_hash = budget_clock, prior_job_cost, config_hash
+        self.category_names = list(categories or DEFAULT_CATEGORIES)
+        self._cat_code = {c: i for i, c in enumerate(self.category_names)}
+        self.policy = make_policy(policy, policy_options, self.category_names, attempts_per_pair)
+        self.policy_name = policy
+        self.space = JobSpace(len(self.category_names), self.policy.max_attempts())
+        self.rng = np.random.default_rng([run_seed, 0x5C4ED])
+        self.ledger = Ledger(clock)
+        self.inflight: dict[int, float] = {}  # job key -> cost estimate held
+        self.inflight_s = 0.0
+        self._src_lookup: dict[str, int] = {}
+        self.c = dict.fromkeys(
+            ["issued", "done_jobs", "wasted", "unknown_completions", "cancelled_jobs", "requeued",
+             "abandoned_after_restart"], 0
+        )  # fmt: skip
+        self.done_cost = self.wasted_s = 0.0
+        self.stopped = dict.fromkeys(STATUS_NAMES.values(), 0)
+        self.cat_stats = {k: np.zeros(len(self.category_names), np.int64)
+                          for k in ("issued", "completed", "prefilter_pass", "validator_pass")}  # fmt: skip
 
     # -- queue -------------------------------------------------------------------------------
-    def _pack(self, src: int, inst: int, att: int) -> int:
-        return (src << 16) | (inst << 8) | att
+    def _code(self, category: str) -> int:
+        if category not in self._cat_code:
+            self._cat_code[category] = len(self.category_names)
+            self.category_names.append(category)
+            self.space.add_categories(len(self.category_names))
+            for v in self.cat_stats.values():
+                v.resize(len(self.category_names), refcheck=False)
+        return self._cat_code[category]
 
     def add_source(self, source_id: str, categories: list[str]) -> None:
         """A surviving source image joins the queue with one pair per instruction (categories in
         instruction order; policies use them)."""
-        num_instructions = len(categories)
-        if num_instructions > 255 or self.m > 255:
-            raise ValueError("at most 255 instructions per scene and 255 attempts per pair")
-        idx = len(self.sources)
-        self.sources.append(source_id)
-        for i in range(num_instructions):
-            if self.unit == "pair":
-                self.available.append(self._pack(idx, i, 0))
-            else:
-                self.available.extend(self._pack(idx, i, a) for a in range(self.m))
-        self.total_jobs += num_instructions * self.m
+        self.add_sources([source_id], [categories])
 
-    def _job(self, packed: int) -> Job:
-        src, inst, att = packed >> 16, (packed >> 8) & 0xFF, packed & 0xFF
-        sid = self.sources[src]
-        pid = pair_id(sid, inst)
-        aid = attempt_id(pid, att)
-        return Job(aid, pid, sid, inst, att, item_seed(self.run_seed, aid, "edit"), self.estimate())
+    def add_sources(self, source_ids: list[str], categories: list[list[str]]) -> None:
+        if any(len(c) > 255 for c in categories):
+            raise ValueError("at most 255 instructions per scene")
+        flat = np.array([self._code(c) for cs in categories for c in cs], np.uint8)
+        full = np.array([(1 << self.policy.attempts_for(c)) - 1 for c in self.category_names], np.uint64)
+        counts = np.array([len(c) for c in categories], np.int64)
+        self.space.add_sources(source_ids, counts, flat, full[flat].astype(self.space.mask_dtype))
+
+    def known_sources(self) -> set[str]:
+        """Ids of every source added (O(N), for a runtime resuming from a checkpoint)."""
+        return {s.decode() for s in self.space.src_ids[: self.space.n_sources].tolist()}
 
     def estimate(self) -> float:
-        return self.done_cost / self.done_jobs if self.done_jobs >= 8 else self.prior
+        n = self.c["done_jobs"]
+        return self.done_cost / n if n >= 8 else self.prior
+
+    # -- budget ------------------------------------------------------------------------------
+    def set_reserved(self, gpus: float | dict[str, float], now: float | None = None) -> None:
+        """The runtime tells how many GPUs the pipeline's actors hold from now on."""
+        self.ledger.set_reserved(gpus, now)
+
+    def tick(self, now: float | None = None) -> None:
+        self.ledger.tick(now)
+
+    @property
+    def spent_s(self) -> float:
+        """GPU-seconds spent on the budget's clock (reserved is never counted below busy)."""
+        busy = self.ledger.total
+        return busy if self.budget_clock == "busy" else max(busy, self.ledger.reserved_s)
 
     @property
     def committed_s(self) -> float:
-        return self.ledger.total + sum(self.inflight.values())
+        held = self.inflight_s
+        if self.budget_clock == "reserved" and self.ledger.total > 0:
+            held *= max(1.0, self.ledger.reserved_s / self.ledger.total)
+        return self.spent_s + held
 
     @property
     def budget_left_s(self) -> float | None:
         return None if self.budget_s is None else max(0.0, self.budget_s - self.committed_s)
 
     def exhausted(self) -> bool:
+        self.tick()
         return self.budget_s is not None and self.committed_s >= self.budget_s
 
+    # -- draws -------------------------------------------------------------------------------
+    def draw_keys(self, n: int) -> np.ndarray:
+        """Up to n job keys (pair << 6 | attempt), registered in flight. The fast path."""
+        if n <= 0 or self.exhausted():
+            return np.empty(0, np.int64)
+        est = self.estimate()
+        if self.budget_s is not None:
+            per = est * (self.m if self.unit == "pair" else 1)
+            n = min(n, max(1, math.ceil(self.budget_left_s / per)))
+        w = self.policy.weights(self)
+        draw = self.space.draw_pairs if self.unit == "pair" else self.space.draw_jobs
+        pairs, atts = draw(n, self.rng, w)
+        keys = (pairs << ATTEMPT_BITS) | atts
+        self.inflight.update(zip(keys.tolist(), repeat(est)))
+        self.inflight_s += len(keys) * est
+        self.c["issued"] += len(keys)
+        self.cat_stats["issued"] += np.bincount(self.space.cat[pairs], minlength=len(self.category_names))
+        return keys
+
+    def batch(self, keys: np.ndarray) -> JobBatch:
+        pairs, atts = keys >> ATTEMPT_BITS, keys & ((1 << ATTEMPT_BITS) - 1)
+        src, inst = self.space.source_of(pairs)
+        return JobBatch(self.run_seed, keys, self.space.src_ids[src], inst, atts, self.estimate())
+
+    def draw_batch(self, n: int) -> JobBatch:
+        return self.batch(self.draw_keys(n))
+
     def draw(self, n: int) -> list[Job]:
-        """Up to n jobs (with unit='pair', whole pairs: up to n rounded up to M). Empty when the
-        queue is empty for now or the budget is committed."""
-        out: list[Job] = []
-        while len(out) < n and self.available and not self.exhausted():
-            j = self.rng.randrange(len(self.available))
-            self.available[j], self.available[-1] = self.available[-1], self.available[j]
-            packed = self.available.pop()
-            jobs = [self._job(packed | a) for a in range(self.m)] if self.unit == "pair" else [self._job(packed)]
-            for job in jobs:
-                self.inflight[job.attempt_id] = job.cost_estimate
-            out.extend(jobs)
-        self.issued += len(out)
-        return out
+        """Up to n jobs (with unit='pair', whole pairs: up to n pairs' remaining attempts). Empty
+        when the queue is empty for now or the budget is committed."""
+        return self.draw_batch(n).jobs()
 
     def pending(self) -> int:
-        return len(self.available) * (self.m if self.unit == "pair" else 1)
+        return self.space.pending
 
-    # -- accounting --------------------------------------------------------------------------
+    # -- results -----------------------------------------------------------------------------
     def charge(self, role: str, stage: str, gpu_seconds: float) -> None:
+        """GPU time not tied to one edit job (T2I, gate, inversion, ...)."""
         self.ledger.add(role, stage, gpu_seconds)
 
-    def complete(self, attempt: str, costs: dict[str, tuple[str, float]], result: dict[str, Any] | None = None) -> None:
+    def _key(self, attempt: str | int) -> int | None:
+        if isinstance(attempt, (int, np.integer)):
+            return int(attempt)
+        pid, _, att = attempt.rpartition(".m")
+        src, _, inst = pid.rpartition(".i")
+        if src not in self._src_lookup:  # rebuilt from the jobs in flight: amortised O(1)
+            pairs = np.fromiter(self.inflight.keys(), np.int64, len(self.inflight)) >> ATTEMPT_BITS
+            s, _ = self.space.source_of(np.unique(pairs))
+            s = np.unique(s)
+            self._src_lookup = dict(zip((x.decode() for x in self.space.src_ids[s].tolist()), s.tolist()))
+        if src not in self._src_lookup:
+            return None
+        i = self._src_lookup[src]
+        return ((int(self.space.first_pair[i]) + int(inst)) << ATTEMPT_BITS) | int(att)
+
+    def complete(self, attempt: str | int, costs: dict[str, tuple[str, float]], result: dict[str, Any] | None = None) -> None:
         """An attempt finished (whatever its outcome). costs: stage -> (role, GPU-s) spent on it;
-        result: {'category', 'prefilter_pass', 'validator_pass', 'reason', 'score'} for policies."""
-        self.inflight.pop(attempt, None)
+        result: {'category', 'prefilter_pass', 'validator_pass', 'reason', 'score'} for policies.
+        A result for a pair a policy already stopped is counted as wasted."""
+        key = self._key(attempt)
+        est = self.inflight.pop(key, None) if key is not None else None
         total = 0.0
         for stage, (role, s) in costs.items():
             self.ledger.add(role, stage, s)
             total += s
-        self.done_jobs += 1
+        if est is None:  # a duplicate, or a job from before a restart: costs count, nothing else
+            self.c["unknown_completions"] += 1
+            return
+        self.inflight_s -= est
+        self.c["done_jobs"] += 1
         self.done_cost += total
+        pair = key >> ATTEMPT_BITS
+        cat = int(self.space.cat[pair])
+        self.cat_stats["completed"][cat] += 1
+        if result is None:
+            return
+        self.cat_stats["prefilter_pass"][cat] += bool(result.get("prefilter_pass"))
+        self.cat_stats["validator_pass"][cat] += bool(result.get("validator_pass"))
+        if self.space.state[pair] & 7 != ACTIVE:
+            self.c["wasted"] += 1
+            self.wasted_s += total
+            return
+        self.policy.on_result(self, pair, cat, result)
 
+    def stop_pair(self, pair: int, status: int) -> None:
+        """No more attempts for this pair (a policy's call); counts the attempts saved."""
+        self.space.state[pair] = (self.space.state[pair] & ~np.uint8(7)) | status
+        self.stopped[STATUS_NAMES[status]] += 1
+        self.c["cancelled_jobs"] += self.space.cancel(np.array([pair]))
+
+    # -- checkpoint --------------------------------------------------------------------------
+    def _identity(self) -> dict[str, Any]:
+        return {"run_seed": self.run_seed, "config_hash": self.config_hash, "unit": self.unit,
+                "attempts_per_pair": self.m, "policy": self.policy_name}  # fmt: skip
+
+    def state_dict(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(JSON header, arrays). In-flight jobs are stored and go back to the queue on load."""
+        head = {
+            **self._identity(), "categories": self.category_names, "counters": self.c,
+            "done_cost": self.done_cost, "wasted_s": self.wasted_s, "stopped": self.stopped,
+            "rng": self.rng.bit_generator.state, "ledger": self.ledger.state(), "policy_state": self.policy.state(),
+        }  # fmt: skip
+        arrays = self.space.arrays()
+        arrays["inflight"] = np.fromiter(self.inflight.keys(), np.int64, len(self.inflight))
+        for k, v in self.cat_stats.items():
+            arrays[f"cat_{k}"] = v
+        return head, arrays
+
+    def load_state_dict(self, head: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        checkpoint.check(head, self._identity(), "checkpoint")
+        self.category_names = list(head["categories"])
+        self._cat_code = {c: i for i, c in enumerate(self.category_names)}
+        self.space.load_arrays(arrays)
+        self.c.update(head["counters"])
+        self.done_cost, self.wasted_s = head["done_cost"], head["wasted_s"]
+        self.stopped.update(head["stopped"])
+        self.rng.bit_generator.state = head["rng"]
+        self.ledger.load_state(head["ledger"])
+        self.policy.load_state(head["policy_state"])
+        self.cat_stats = {k: np.array(arrays[f"cat_{k}"], np.int64) for k in self.cat_stats}
+        keys = arrays["inflight"]
+        self.inflight, self.inflight_s = {}, 0.0
+        pairs, atts = keys >> ATTEMPT_BITS, keys & ((1 << ATTEMPT_BITS) - 1)
+        live = (self.space.state[pairs] & 7) == ACTIVE  # stopped pairs do not get jobs back
+        self.space.restore(pairs[live], atts[live])
+        self.c["requeued"] += int(live.sum())
+        self.c["abandoned_after_restart"] += int((~live).sum())
+        self.c["issued"] -= int(live.sum())
+        np.subtract.at(self.cat_stats["issued"], self.space.cat[pairs[live]], 1)
+
+    def save(self, path: str | Path) -> None:
+        """Atomic checkpoint. Refuses to overwrite a file that is not this run's checkpoint."""
+        path = Path(path)
+        if path.exists():
+            checkpoint.check(checkpoint.read_header(path), self._identity(), path)
+        checkpoint.write(path, *self.state_dict())
+
+    def load(self, path: str | Path) -> None:
+        self.load_state_dict(*checkpoint.read(path, self._identity()))
+
+    @classmethod
+    def open(cls, path: str | Path, *args, **kwargs) -> JobScheduler:
+        """Resume from `path` if it exists (refusing a foreign or corrupted one), else start anew."""
+        s = cls(*args, **kwargs)
+        if Path(path).exists():
+            s.load(path)
+        return s
+
+    @classmethod
+    def from_config(cls, cfg, config_hash: str = "", **kw) -> JobScheduler:
+        sc = cfg.scheduler
+        return cls(
+            cfg.seed, cfg.edit.attempts_per_instruction, sc.unit, sc.budget_gpu_hours, policy=sc.policy,
+            policy_options=sc.policy_options, budget_clock=sc.budget_clock, config_hash=config_hash, **kw,
+        )  # fmt: skip
+
+    # -- reporting ---------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
+        h = 3600.0
+        names = self.category_names
         return {
-            "sources": len(self.sources),
-            "jobs_total": self.total_jobs,
-            "jobs_issued": self.issued,
+            "sources": self.space.n_sources,
+            "pairs": self.space.n_pairs,
+            "jobs_issued": self.c["issued"],
             "jobs_pending": self.pending(),
             "jobs_in_flight": len(self.inflight),
-            "budget_gpu_hours": None if self.budget_s is None else self.budget_s / 3600,
-            "spent_gpu_hours": self.ledger.total / 3600,
+            "jobs_completed": self.c["done_jobs"],
+            "jobs_wasted": self.c["wasted"],
+            "wasted_gpu_hours": self.wasted_s / h,
+            "jobs_cancelled": self.c["cancelled_jobs"],
+            "jobs_requeued_after_restart": self.c["requeued"],
+            "jobs_abandoned_after_restart": self.c["abandoned_after_restart"],
+            "unknown_completions": self.c["unknown_completions"],
+            "pairs_stopped": dict(self.stopped),
+            "policy": self.policy_name,
+            "policy_report": self.policy.report(self),
+            "per_category": {k: dict(zip(names, v.tolist())) for k, v in self.cat_stats.items()},
+            "budget_clock": self.budget_clock,
+            "budget_gpu_hours": None if self.budget_s is None else self.budget_s / h,
+            "spent_gpu_hours": self.spent_s / h,
+            "committed_gpu_hours": self.committed_s / h,
             "budget_exhausted": self.exhausted(),
+            "job_cost_estimate_s": self.estimate(),
+            "ledger": self.ledger.as_dict(),
         }
