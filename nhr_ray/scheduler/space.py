@@ -5,7 +5,7 @@ contiguous, so `first_pair[source]` and a binary search map p back to its source
 Per pair we keep 11 bytes: its category (uint8), a bitmask of the attempts not yet issued (uint8 for
 M <= 8, wider up to M = 64), a policy byte (status, streaks) and its position in its category's
 queue (uint32); each category's queue is a dense uint32 array of the pairs that still have attempts.
-Arrays grow by a factor of 1.25 (amortised O(1) appends, at most 25 % slack).
+Arrays grow by a factor of 1.0625 (amortised O(1) appends, at most 6.25 % slack).
 
 Draws. A job is (pair, attempt bit). Within a category, the queue of L pairs spans a virtual space
 of L x M slots, slot (q, b) being a job iff bit b of pair Q[q] is set. Drawing distinct slots
@@ -25,7 +25,7 @@ import numpy as np
 NO_POS = np.uint32(0xFFFFFFFF)
 ATTEMPT_BITS = 6  # a job key is pair << 6 | attempt, so M <= 64
 MAX_ATTEMPTS = 1 << ATTEMPT_BITS
-GROWTH = 1.25
+GROWTH = 1.0625  # at most 6.25 % slack; each element is copied at most ~16 times, amortised
 
 
 def _mask_dtype(m: int):
