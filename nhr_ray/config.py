@@ -161,10 +161,12 @@ class SchedulerConfig(Strict):
 
     @model_validator(mode="after")
     def _policy_known(self):
-        from nhr_ray.scheduler.policies import POLICIES
+        from nhr_ray.scheduler.policies import POLICIES, check_policy
 
-        if self.policy not in POLICIES:
-            raise ValueError(f"policy: unknown policy {self.policy!r}; known: {sorted(POLICIES)}")
+        try:
+            check_policy(self.policy, self.unit)
+        except ValueError as e:
+            raise ValueError(f"policy: {e}") from None
         try:
             POLICIES[self.policy].Options.model_validate(self.policy_options)
         except ValidationError as e:

@@ -90,7 +90,7 @@ class JobScheduler:
         self.budget_clock, self.prior, self.config_hash = budget_clock, prior_job_cost, config_hash
         self.category_names = list(categories or DEFAULT_CATEGORIES)
         self._cat_code = {c: i for i, c in enumerate(self.category_names)}
-        self.policy = make_policy(policy, policy_options, self.category_names, attempts_per_pair)
+        self.policy = make_policy(policy, policy_options, self.category_names, attempts_per_pair, unit)
         self.policy_name = policy
         self.space = JobSpace(len(self.category_names), self.policy.max_attempts())
         self.rng = np.random.default_rng([run_seed, 0x5C4ED])

@@ -36,6 +36,7 @@ def _passed(result: dict[str, Any], on: str) -> bool:
 class Policy:
     name: ClassVar[str]
     Options: ClassVar[type[Options]] = Options
+    stops_pairs: ClassVar[bool] = False  # needs unit='job': a pair drawn whole has nothing left to cancel
 
     def __init__(self, options: Options, categories: list[str], attempts_per_pair: int):
         self.opts = options
@@ -100,6 +101,7 @@ class UntilFirstSuccess(Policy):
     """No more attempts for a pair once one passed (the pre-filter, or the hard validator)."""
 
     name = "until_first_success"
+    stops_pairs = True
 
     class Options(Options):
         stop_on: Literal["prefilter", "validator"] = Field("prefilter", description="Which pass stops the pair.")
@@ -155,6 +157,7 @@ class Adaptive(Policy):
     scores were seen and `low_score_quantile` is set, that quantile of the run's scores."""
 
     name = "adaptive"
+    stops_pairs = True
 
     class Options(Options):
         stop_on: Literal["prefilter", "validator"] = "prefilter"
@@ -216,9 +219,17 @@ POLICIES: dict[str, type[Policy]] = {
 }
 
 
-def make_policy(name: str, options: dict[str, Any] | None, categories: list[str], attempts: int) -> Policy:
-    """Build a policy; unknown names and bad options raise ValueError naming the key."""
+def check_policy(name: str, unit: str) -> type[Policy]:
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; known: {sorted(POLICIES)}")
     cls = POLICIES[name]
+    if cls.stops_pairs and unit != "job":
+        raise ValueError(f"policy {name!r} stops pairs early and needs unit 'job' (with unit {unit!r} every attempt "
+                         "of a pair is issued at once, so a stop saves nothing)")  # fmt: skip
+    return cls
+
+
+def make_policy(name: str, options: dict[str, Any] | None, categories: list[str], attempts: int, unit: str = "job") -> Policy:
+    """Build a policy; unknown names, bad options and a unit it cannot work with raise ValueError."""
+    cls = check_policy(name, unit)
     return cls(cls.Options.model_validate(options or {}), categories, attempts)

@@ -19,15 +19,16 @@ def test_registry_and_unknown_policy():
         JobScheduler(0, 5, policy="greedy")
     with pytest.raises(ValueError, match="unknown categories"):
         JobScheduler(0, 5, policy="per_category_m", policy_options={"attempts": {"sky": 2}})
+    with pytest.raises(ValueError, match="needs unit 'job'"):
+        JobScheduler(0, 5, unit="pair", policy="adaptive")
     with pytest.raises(ValueError, match="stop_on"):
         JobScheduler(0, 5, policy="until_first_success", policy_options={"stop_on": "human"})
 
 
 def test_until_first_success_cancels_and_counts_late_results_as_wasted():
-    s = JobScheduler(0, 5, unit="pair", policy="until_first_success")
-    s.add_source("S000000.n00", ["removal", "style"])
-    jobs = s.draw(1)  # one pair, all 5 attempts in flight at once
-    assert len(jobs) == 5 and len({j.pair_id for j in jobs}) == 1
+    s = JobScheduler(0, 5, policy="until_first_success")
+    s.add_source("S000000.n00", ["removal"])
+    jobs = s.draw(5)  # all 5 attempts of the pair in flight at once
     s.complete(jobs[0].attempt_id, COST, res(pre=True))
     for j in jobs[1:]:
         s.complete(j.attempt_id, COST, res(pre=True))
