@@ -1,8 +1,9 @@
 """The scheduler as one Ray actor: the single owner of the job space, the ledger and the policy.
 
-Same method names as JobScheduler. Workers should pull with `draw_batch(n)` (numpy arrays, one
-round trip per batch; `JobBatch.jobs()` builds the Job rows on the worker's side) and report with
-`complete_many([...])`; `draw(n)` returns Job rows for callers that want them ready-made. The actor
+Same method names as JobScheduler, plus the driver's: `add_sources([(source_id, categories), ...])`,
+`draw(n) -> (jobs, stats)`, `complete_batch([(attempt_id, costs, result), ...])`. Fast path: pull
+with `draw_batch(n)` (numpy arrays, one round trip per batch; `JobBatch.jobs()` builds the Job rows
+on the caller's side, about 400k jobs/s per process). The actor
 checkpoints itself atomically into the output folder every `checkpoint_every_s` seconds of calls
 (and on `checkpoint()`), and resumes from that file when it exists.
 """
@@ -15,14 +16,23 @@ from typing import Any
 
 import ray
 
+from nhr_ray.scheduler import checkpoint
 from nhr_ray.scheduler.core import JobBatch, JobScheduler
 
 
-class SchedulerActor:
-    def __init__(self, *args, checkpoint_path: str | None = None, checkpoint_every_s: float = 60.0, **kwargs):
+class _SchedulerActor:
+    def __init__(self, *args, checkpoint_path: str | None = None, checkpoint_every_s: float = 60.0,
+                 resume: bool = True, **kwargs):  # fmt: skip
+        """resume=True continues from checkpoint_path when it exists; resume=False starts anew but
+        still refuses (now, not at the first save) a file there that belongs to another run."""
         self.path = Path(checkpoint_path) if checkpoint_path else None
         self.every = checkpoint_every_s
-        self.s = JobScheduler.open(self.path, *args, **kwargs) if self.path else JobScheduler(*args, **kwargs)
+        self.s = JobScheduler(*args, **kwargs)
+        if self.path is not None and self.path.exists():
+            if resume:
+                self.s.load(self.path)
+            else:
+                checkpoint.check(checkpoint.read_header(self.path), self.s._identity(), self.path)
         self._last_save = time.monotonic()
 
     def _maybe_checkpoint(self) -> None:
@@ -38,8 +48,11 @@ class SchedulerActor:
     def add_source(self, source_id: str, categories: list[str]) -> None:
         self.s.add_source(source_id, categories)
 
-    def add_sources(self, source_ids: list[str], categories: list[list[str]]) -> None:
-        self.s.add_sources(source_ids, categories)
+    def add_sources(self, items: list[tuple[str, list[str]]]) -> int:
+        """[(source_id, instruction categories), ...] -> jobs now pending."""
+        if items:
+            self.s.add_sources([sid for sid, _ in items], [list(c) for _, c in items])
+        return self.s.pending()
 
     def draw_batch(self, n: int) -> JobBatch:
         self._maybe_checkpoint()
@@ -48,8 +61,10 @@ class SchedulerActor:
     def draw_keys(self, n: int):
         return self.s.draw_keys(n)
 
-    def draw(self, n: int):
-        return self.s.draw(n)
+    def draw(self, n: int) -> tuple[list, dict]:
+        """Job rows and the scheduler's stats (the driver reads budget_exhausted, jobs_pending)."""
+        self._maybe_checkpoint()
+        return self.s.draw(n), self.s.stats()
 
     def charge(self, role: str, stage: str, gpu_seconds: float) -> None:
         self.s.charge(role, stage, gpu_seconds)
@@ -57,10 +72,12 @@ class SchedulerActor:
     def complete(self, attempt, costs: dict, result: dict | None = None) -> None:
         self.s.complete(attempt, costs, result)
 
-    def complete_many(self, items: list[tuple[Any, dict, dict | None]]) -> None:
+    def complete_batch(self, items: list[tuple[Any, dict, dict | None]]) -> None:
         for attempt, costs, result in items:
             self.s.complete(attempt, costs, result)
         self._maybe_checkpoint()
+
+    complete_many = complete_batch
 
     def set_reserved(self, gpus, now: float | None = None) -> None:
         self.s.set_reserved(gpus, now)
@@ -84,7 +101,11 @@ class SchedulerActor:
         return self.s.stats()
 
     def ledger(self) -> dict[str, Any]:
+        self.s.tick()
         return self.s.ledger.as_dict()
+
+
+SchedulerActor = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=1)(_SchedulerActor)
 
 
 def start_scheduler_actor(*args, name: str | None = None, num_cpus: float = 0, **kwargs):
@@ -93,4 +114,4 @@ def start_scheduler_actor(*args, name: str | None = None, num_cpus: float = 0, *
     opts: dict[str, Any] = {"num_cpus": num_cpus, "max_concurrency": 1}
     if name:
         opts["name"] = name
-    return ray.remote(SchedulerActor).options(**opts).remote(*args, **kwargs)
+    return SchedulerActor.options(**opts).remote(*args, **kwargs)

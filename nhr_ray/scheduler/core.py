@@ -38,6 +38,19 @@ class BudgetExhausted(Exception):
     pass
 
 
+def scheduler_config_hash(cfg) -> str:
+    """Hash of what defines a run's job space and draws: the whole config except the budget (a
+    resumed run may extend it) and the output/ray/role placement sections."""
+    import hashlib
+    import json
+
+    d = cfg.model_dump(mode="json")
+    for k in ("output", "ray", "roles"):
+        d.pop(k, None)
+    d["scheduler"].pop("budget_gpu_hours", None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
 @dataclass
 class JobBatch:
     """Drawn jobs as arrays (cheap to ship through Ray); `jobs()` makes the Job rows."""

@@ -161,7 +161,10 @@ class Adaptive(Policy):
 
     class Options(Options):
         stop_on: Literal["prefilter", "validator"] = "prefilter"
-        give_up_reasons: list[str] = Field(["unwanted_change"], description="Pre-filter drop reasons that count as vague/infeasible.")
+        give_up_reasons: list[str] = Field(
+            ["unwanted_change", "unwanted_change_or_vague"],
+            description="Pre-filter drop reasons that count as 'vague/infeasible' (stages/prefilter.py names them).",
+        )
         strikes: int = Field(2, ge=1, le=3, description="Such drops before giving up on the pair.")
         low_score: float = Field(2.5, ge=1, le=5, description="A score below this is low.")
         low_score_quantile: float | None = Field(None, gt=0, lt=1, description="Use this quantile of the run's scores instead, once measured.")
@@ -183,6 +186,10 @@ class Adaptive(Policy):
 
     def on_result(self, sched, pair, cat, result):
         o = self.opts
+        score = result.get("score")
+        scored = isinstance(score, (int, float)) and np.isfinite(score)
+        if scored:
+            self.hist[int(np.clip(round((score - 1.0) / 0.05), 0, self.BINS - 1))] += 1
         if _passed(result, o.stop_on):
             sched.stop_pair(pair, SUCCEEDED)
             return
@@ -190,9 +197,7 @@ class Adaptive(Policy):
         streak, strikes = (s >> 3) & 7, (s >> 6) & 3
         if result.get("reason") in o.give_up_reasons:
             strikes += 1
-        score = result.get("score")
-        if isinstance(score, (int, float)) and np.isfinite(score):
-            self.hist[int(np.clip(round((score - 1.0) / 0.05), 0, self.BINS - 1))] += 1
+        if scored:
             streak = streak + 1 if score < self.threshold() else 0
         sched.space.state[pair] = (s & 7) | (min(streak, 7) << 3) | (min(strikes, 3) << 6)
         if strikes >= o.strikes:

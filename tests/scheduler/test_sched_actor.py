@@ -23,15 +23,17 @@ def test_actor_batches_kill_and_resume(cluster, tmp_path):
     path = str(tmp_path / "scheduler.npz")
     kw = dict(budget_gpu_hours=None, config_hash="h", checkpoint_path=path, checkpoint_every_s=3600)
     a = start_scheduler_actor(7, 3, **kw)
-    ray.get(a.add_sources.remote([f"S{i:06d}.n00" for i in range(40)], [CATS[: 1 + i % 5] for i in range(40)]))
+    ray.get(a.add_sources.remote([(f"S{i:06d}.n00", CATS[: 1 + i % 5]) for i in range(40)]))
     total = sum(3 * (1 + i % 5) for i in range(40))
     seen = []
     batch = ray.get(a.draw_batch.remote(50))
     jobs = batch.jobs()  # built on the worker's side
     seen += [j.attempt_id for j in jobs]
-    ray.get(a.complete_many.remote([(j.attempt_id, {"edit": ("editor", 8.0)}, None) for j in jobs]))
+    ray.get(a.complete_batch.remote([(j.attempt_id, {"edit": ("editor", 8.0)}, None) for j in jobs]))
     ray.get(a.checkpoint.remote())
-    in_flight = [j.attempt_id for j in ray.get(a.draw.remote(20))]  # lost with the actor
+    jobs, st = ray.get(a.draw.remote(20))  # in flight, lost with the actor
+    in_flight = [j.attempt_id for j in jobs]
+    assert st["jobs_in_flight"] == 20
     ray.kill(a)
 
     b = start_scheduler_actor(7, 3, **kw)
