@@ -27,3 +27,14 @@ def test_defaults():
     c = SchedulerConfig()
     assert (c.policy, c.budget_clock) == ("uniform", "reserved")
     assert SchedulerConfig(policy="adaptive", unit="job", policy_options={"low_score_quantile": 0.3}).policy == "adaptive"
+
+
+def test_preset_budgets_on_busy_clock_and_hash_ignores_budget():
+    from nhr_ray.config import load_config
+    from nhr_ray.scheduler.core import scheduler_config_hash
+
+    cfg = load_config()
+    assert cfg.scheduler.budget_clock == "busy"  # the simulation's costs are virtual
+    more = load_config(overrides=["scheduler.budget_gpu_hours=99"])
+    other = load_config(overrides=["seed=5"])
+    assert scheduler_config_hash(cfg) == scheduler_config_hash(more) != scheduler_config_hash(other)

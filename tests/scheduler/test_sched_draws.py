@@ -94,3 +94,25 @@ def test_memory_is_compact():
     sp.add_sources([f"S{i:06d}.n{i % 10:02d}" for i in range(k // 4)], np.full(k // 4, 4),
                    np.random.default_rng(0).integers(0, 5, k).astype(np.uint8), np.full(k, 31, np.uint8))  # fmt: skip
     assert sp.nbytes() / k <= 16
+
+
+def test_pair_draws_are_uniform_chi_square():
+    runs = 3000
+    base = _space(np.random.default_rng(11), sources=4, m=2, cats=3)
+    n = base.n_pairs
+    counts = np.zeros((n, n))
+    for r in range(runs):
+        sp = JobSpace(3, 2)
+        sp.load_arrays(base.arrays())
+        rng = np.random.default_rng(5000 + r)
+        order = []
+        while sp.pending:
+            p, b = sp.draw_pairs(3, rng)
+            assert len(p) == 2 * len(set(p.tolist()))  # whole pairs, every attempt once
+            order += list(dict.fromkeys(p.tolist()))
+        for pos, p in enumerate(order):
+            counts[p, pos] += 1
+    exp = runs / n
+    chi2 = ((counts - exp) ** 2 / exp).sum()
+    df = (n - 1) * (n - 1)
+    assert abs(chi2 - df) < 5 * np.sqrt(2 * df), (chi2, df)
