@@ -131,3 +131,13 @@ def test_console_script_end_to_end(tmp_path):
     assert "plausibility gate" in r.stdout and "backward consistency" in r.stdout
     manifest = json.loads((tmp_path / "cli" / "manifest.json").read_text())
     assert manifest["seed"] == 3 and manifest["config"]["scheduler"]["budget_gpu_hours"] == 1000
+
+
+def test_disabled_filters_pass_everything_visibly(ray_local, tmp_path):
+    cfg = small_config(**{"gate.enabled": False, "prefilter.enabled": False, "lowlevel.enabled": False,
+                          "task.num_scenes": 4, "sources.seeds_per_prompt": 2})
+    run(cfg, tmp_path / "off")
+    st = json.loads((tmp_path / "off" / "funnel.json").read_text())["stages"]
+    for stage in ("gate", "prefilter", "lowlevel"):
+        assert st[stage]["kept"] == st[stage]["in"] > 0
+        assert st[stage]["notes"][f"{stage}_disabled"] == st[stage]["in"]
