@@ -30,6 +30,7 @@ class GateStage(Stage):
         answers = self.backend.ask(reqs) if reqs else []
         for s, ans in zip(live, answers):
             cost += ans.gpu_seconds
+            s.gpu_seconds += ans.gpu_seconds
             if ans.error:
                 v = error_verdict(self.name, ans.error, ans.text or "")
             else:
