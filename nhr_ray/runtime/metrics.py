@@ -1,14 +1,15 @@
-"""Custom metrics through ray.util.metrics, exported on each node's Prometheus endpoint (names get
-Ray's `ray_` prefix there) and shown by cluster/grafana-nhr-ray.json.
+"""Custom metrics through ray.util.metrics, exported on each node's Prometheus endpoint and shown by
+cluster/grafana-nhr-ray.json. The names below are the Prometheus names, as Ray exports them (it adds
+`ray_` in front, and `_total` after a counter's name).
 
-    nhr_stage_rows_total{stage,outcome,reason}   rows leaving a stage: kept / dropped / failed
-    nhr_queue_depth{role}                        batches queued or running on a role's actors
-    nhr_gpu_hours{role,clock}                    busy GPU-hours so far (clock="busy"); reserved (clock="reserved")
-    nhr_budget_remaining_gpu_hours
-    nhr_api_tokens_total{role,direction}         input / output tokens
-    nhr_api_cost_usd_total{role}
-    nhr_call_latency_seconds{role}               one actor call (a batch), recorded by the actor
-    nhr_triplets_total{kind}
+    ray_nhr_stage_rows_total{stage,outcome,reason}   rows leaving a stage: kept / dropped / failed
+    ray_nhr_queue_depth{role}                        batches queued or running on a role's actors
+    ray_nhr_gpu_hours{role,clock}                    busy GPU-hours so far (clock="busy"); reserved (clock="reserved")
+    ray_nhr_budget_remaining_gpu_hours
+    ray_nhr_api_tokens_total{role,direction}         input / output tokens
+    ray_nhr_api_cost_usd_total{role}
+    ray_nhr_call_latency_seconds{role}               one actor call (a batch), recorded by the actor
+    ray_nhr_triplets_total{kind}
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ LATENCY_BOUNDARIES = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 30
 class RunMetrics:
     def __init__(self, run: str):
         tags = {"run": run}
-        self.rows = M.Counter("nhr_stage_rows_total", "Rows leaving a stage by outcome and reason.",
+        self.rows = M.Counter("nhr_stage_rows", "Rows leaving a stage by outcome and reason.",
                               tag_keys=("run", "stage", "outcome", "reason"))
         self.queue = M.Gauge("nhr_queue_depth", "Batches queued or running per role.", tag_keys=("run", "role"))
         self.gpu = M.Gauge("nhr_gpu_hours", "GPU-hours by role and clock.", tag_keys=("run", "role", "clock"))
         self.budget = M.Gauge("nhr_budget_remaining_gpu_hours", "Budget left.", tag_keys=("run",))
-        self.tokens = M.Counter("nhr_api_tokens_total", "API tokens.", tag_keys=("run", "role", "direction"))
-        self.cost = M.Counter("nhr_api_cost_usd_total", "Estimated API cost.", tag_keys=("run", "role"))
-        self.triplets = M.Counter("nhr_triplets_total", "Final triplets by kind.", tag_keys=("run", "kind"))
+        self.tokens = M.Counter("nhr_api_tokens", "API tokens.", tag_keys=("run", "role", "direction"))
+        self.cost = M.Counter("nhr_api_cost_usd", "Estimated API cost.", tag_keys=("run", "role"))
+        self.triplets = M.Counter("nhr_triplets", "Final triplets by kind.", tag_keys=("run", "kind"))
         for m in (self.rows, self.queue, self.gpu, self.budget, self.tokens, self.cost, self.triplets):
             m.set_default_tags(tags)
         self._last_gauges = 0.0
