@@ -79,8 +79,8 @@ class TokenBucket:
             if self.rpm:
                 self._r_level -= 1.0
                 wait = max(wait, -self._r_level / (self.rpm / 60.0))
-            if self.tpm and tokens > 0:
-                self._t_level -= tokens
+            if self.tpm:  # even a zero-token request waits out earlier token debt
+                self._t_level -= max(0.0, tokens)
                 wait = max(wait, -self._t_level / (self.tpm / 60.0))
             self.pending_usd += usd
             self.requests += 1
