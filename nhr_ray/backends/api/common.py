@@ -177,17 +177,18 @@ class ApiCaller:
             return self._call(send, est_tokens)
         except Exception as exc:  # noqa: BLE001  e.g. the limiter actor died: count it, keep going
             usage = {"input_tokens": 0.0, "output_tokens": 0.0, "usd": 0.0, "api_calls": 0.0, "retries": 0.0}
-            return self._failed("internal_error", f"{type(exc).__name__}: {exc}", usage, 0)
+            return self._failed("internal_error", f"{type(exc).__name__}: {exc}", usage, [])
 
     def _call(self, send: Callable[[], Reply], est_tokens: float) -> Answer:
         usage = {"input_tokens": 0.0, "output_tokens": 0.0, "usd": 0.0, "api_calls": 0.0, "retries": 0.0}
         est_usd = self.pricing.usd(est_tokens, 0.0)
         rng = self._jitter_rng()
         last: Failure | None = None
+        try_errors: list[str] = []  # outcome of each failed try, in order
         tries = self.policy.max_retries + 1
         for attempt in range(tries):
             if self.budget is not None and not self.budget.reserve(usd=est_usd).ok:
-                return self._failed("cost_budget_exhausted", "api.max_cost_usd reached; not sent", usage, attempt)
+                return self._failed("cost_budget_exhausted", "api.max_cost_usd reached; not sent", usage, try_errors)
             if self.rate is not None:
                 r = self.rate.reserve(tokens=est_tokens)
                 if r.wait_s > 0:
@@ -199,11 +200,12 @@ class ApiCaller:
                 reply = send()
             except Exception as exc:  # noqa: BLE001  every SDK error becomes a counted outcome
                 last = self.classify(exc)
+                try_errors.append(last.outcome)
                 self._settle(est_tokens, est_usd, 0, 0)
                 if last.retryable and attempt + 1 < tries:
                     self.sleep(self.policy.backoff(attempt, last.retry_after, rng))
                     continue
-                return self._failed(last.outcome, last.message, usage, attempt + 1)
+                return self._failed(last.outcome, last.message, usage, try_errors)
             cost = self.pricing.usd(reply.input_tokens, reply.output_tokens)
             self._settle(est_tokens, est_usd, reply.input_tokens + reply.output_tokens, cost)
             usage["input_tokens"] += reply.input_tokens
@@ -211,6 +213,7 @@ class ApiCaller:
             usage["usd"] += cost
             meta = {k: redact(v, self.secrets) if isinstance(v, str) else v for k, v in reply.meta.items()}
             meta["tries"] = attempt + 1
+            meta["try_errors"] = try_errors
             return Answer(text=redact(reply.text, self.secrets), error=reply.outcome, usage=usage, meta=meta)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -223,10 +226,9 @@ class ApiCaller:
         except Exception:  # accounting must not lose the item's answer
             pass
 
-    def _failed(self, outcome: str, message: str, usage: dict[str, float], tries: int) -> Answer:
-        return Answer(
-            text=None, error=outcome, usage=usage, meta={"last_error": redact(message, self.secrets)[:500], "tries": tries}
-        )
+    def _failed(self, outcome: str, message: str, usage: dict[str, float], try_errors: list[str]) -> Answer:
+        meta = {"last_error": redact(message, self.secrets)[:500], "tries": len(try_errors), "try_errors": try_errors}
+        return Answer(text=None, error=outcome, usage=usage, meta=meta)
 
 
 def estimate_tokens(text: str, images: int = 0, per_image: int = 258, expected_output: int = 256) -> float:
