@@ -191,12 +191,12 @@ class OutputConfig(Strict):
 class SimConfig(Strict):
     """The simulation world: every knob of its statistics. See nhr_ray/backends/sim/world.py."""
 
-    malformed_rate: float = Field(0.02, ge=0, le=1, description="Share of judge and LLM answers that are malformed.")
+    malformed_rate: float = Field(0.01, ge=0, le=1, description="Share of judge and LLM answers that are malformed.")
     realtime_scale: float = Field(0.0, ge=0, description="Sleep virtual cost x this per call (0: as fast as possible).")
     missing_object_rate: float = Field(0.18, ge=0, le=1, description="Share of rendered objects the T2I model fails to draw.")
-    implausible_rate: float = Field(0.45, ge=0, le=1, description="Share of images with a plausibility flaw.")
-    pair_concentration: float = Field(0.686, gt=0, description="a+b of the per-pair Beta success law (SPEC: 0.105+0.581).")
-    pair_success_mean: float = Field(0.193, gt=0, lt=1, description="Mean true-clean probability of a feasible pair.")
+    implausible_rate: float = Field(0.40, ge=0, le=1, description="Share of images with a plausibility flaw.")
+    pair_concentration: float = Field(0.33, gt=0, description="a+b of the per-pair Beta law of true-clean probability (lower: more clustered).")
+    pair_success_mean: float = Field(0.20, gt=0, lt=1, description="Mean true-clean probability of a feasible pair.")
     category_difficulty: dict[str, float] = Field(
         default_factory=lambda: {"removal": 1.15, "addition": 1.0, "colour_change": 1.2, "replacement": 0.9, "style": 0.7},
         description="Multiplier on pair_success_mean per category.",

@@ -89,6 +89,7 @@ class Source:
     height: int
     image: np.ndarray | None  # HxWx3 uint8 RGB
     style: str = ""
+    instructions: list[Instruction] = field(default_factory=list)
     gate: "Verdict | None" = None
     sim_truth: dict[str, Any] | None = None  # written and read by simulation backends only
 
@@ -134,6 +135,7 @@ class Attempt:
     gpu_seconds: dict[str, float] = field(default_factory=dict)  # role -> busy GPU-s spent on it
     edit_meta: dict[str, Any] = field(default_factory=dict)
     lowlevel: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, float] = field(default_factory=dict)  # API usage summed over its calls
     sim_truth: dict[str, Any] | None = None
 
     @property

@@ -1,0 +1,95 @@
+"""Command line: argument parsing only; the work happens in nhr_ray.runtime and friends."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from nhr_ray.config import ConfigError, dump_config, load_config, presets
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help="YAML config (default: the packaged simulation preset)")
+    p.add_argument("--preset", help=f"start from a packaged preset ({', '.join(presets())})")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set edit.attempts_per_instruction=3")
+    p.add_argument("--seed", type=int, help="run seed (same as --set seed=S)")
+    p.add_argument("--budget-gpu-hours", type=float, help="GPU-hour budget (same as --set scheduler.budget_gpu_hours=H)")
+
+
+def _load(args) -> "object":
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if getattr(args, "budget_gpu_hours", None) is not None:
+        overrides.append(f"scheduler.budget_gpu_hours={args.budget_gpu_hours}")
+    return load_config(args.config, preset=args.preset, overrides=overrides)
+
+
+def cmd_run(args) -> int:
+    from nhr_ray.runtime.pipeline import RunError, run
+
+    cfg = _load(args)
+    try:
+        result = run(cfg, args.out)
+    except RunError as e:
+        print(f"nhr-ray: run failed: {e}", file=sys.stderr)
+        return 1
+    print(result["table"])
+    m = result["manifest"]
+    print(f"\n{sum(v for k, v in m['triplets'].items() if k.startswith('final_'))} triplets in {args.out}/data "
+          f"({m['wall_seconds']:.1f} s, {m['gpu_hours']['busy_gpu_hours']:.2f} busy GPU-hours)")
+    return 0
+
+
+def cmd_config(args) -> int:
+    cfg = _load(args)
+    if args.json:
+        print(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    else:
+        print(dump_config(cfg), end="")
+    return 0
+
+
+def cmd_backends(args) -> int:
+    from nhr_ray.roles import list_backends
+
+    for role, items in list_backends().items():
+        print(f"{role}:")
+        for name, desc in items:
+            print(f"  {name:<16} {desc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="nhr-ray", description="Mine image-editing triplets with no human in the loop, on Ray.")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="mine a dataset")
+    _config_args(p)
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("config", help="print the effective config")
+    _config_args(p)
+    p.add_argument("--show", action="store_true", help="print it (the default)")
+    p.add_argument("--json", action="store_true", help="as JSON instead of YAML")
+    p.set_defaults(func=cmd_config)
+    p = sub.add_parser("backends", help="list registered backends by role")
+    p.set_defaults(func=cmd_backends)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"nhr-ray: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Stage plumbing: a Stage builds its backend once (setup) and processes batches; a Tally counts
+every row that entered a stage as kept, dropped with a reason, or failed with an error."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from nhr_ray.records import Verdict
+from nhr_ray.roles import Backend, BackendContext, build_backend
+
+
+@dataclass
+class Resources:
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+
+
+@dataclass
+class Tally:
+    """in = kept + sum(dropped) + sum(failed), always."""
+
+    stage: str
+    n_in: int = 0
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    failed: Counter = field(default_factory=Counter)
+    notes: Counter = field(default_factory=Counter)  # repairs and other non-dropping events
+
+    def add(self, v: Verdict) -> None:
+        self.n_in += 1
+        if v.keep:
+            self.kept += 1
+        elif v.failed:
+            self.failed[v.reason] += 1
+        else:
+            self.dropped[v.reason] += 1
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.n_in += n
+        self.dropped[reason] += n
+
+    def keep(self, n: int = 1) -> None:
+        self.n_in += n
+        self.kept += n
+
+    def merge(self, other: "Tally") -> None:
+        self.n_in += other.n_in
+        self.kept += other.kept
+        self.dropped.update(other.dropped)
+        self.failed.update(other.failed)
+        self.notes.update(other.notes)
+
+    def balanced(self) -> bool:
+        return self.n_in == self.kept + sum(self.dropped.values()) + sum(self.failed.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "in": self.n_in,
+            "kept": self.kept,
+            "dropped": dict(sorted(self.dropped.items())),
+            "failed": dict(sorted(self.failed.items())),
+            **({"notes": dict(sorted(self.notes.items()))} if self.notes else {}),
+        }
+
+
+class Stage:
+    """A step of the method. Subclasses set `name`, `role` (or None for pure CPU work) and
+    implement `process`. Nothing heavy in __init__: models load in setup(), once per actor."""
+
+    name: str = ""
+    role: str | None = None
+
+    def __init__(self, config, role_backend: str | None = None, role_options: dict | None = None, num_gpus: float = 0.0):
+        self.config = config
+        self.backend: Backend | None = None
+        self._backend_name = role_backend
+        self._backend_options = role_options or {}
+        self._num_gpus = num_gpus
+
+    def setup(self) -> None:
+        if self.role and self.backend is None:
+            rc = self.config.role(self.role)
+            ctx = BackendContext(
+                role=self.role,
+                run_seed=self.config.seed,
+                num_gpus=self._num_gpus or rc.num_gpus,
+                sim=self.config.sim,
+                run_config=self.config,
+            )
+            self.backend = build_backend(self.role, self._backend_name or rc.backend, self._backend_options or rc.options, ctx)
+            self.backend.setup()
+
+    def teardown(self) -> None:
+        if self.backend is not None:
+            self.backend.teardown()
+            self.backend = None
+
+
+def error_verdict(stage: str, error: str, raw: str = "") -> Verdict:
+    return Verdict(stage=stage, keep=False, reason=f"error:{error.split(':')[0][:60]}", raw=raw or error[:500], failed=True)

@@ -1,0 +1,37 @@
+"""Stage 3: plausibility gate. A small VLM answers yes/no: does the image show the prompt, and does it
+look plausible? 'No', or an answer that is not a clear yes/no, drops the seed (counted by reason)."""
+
+from __future__ import annotations
+
+from nhr_ray.parsing import parse_yes_no
+from nhr_ray.prompts import render
+from nhr_ray.records import Source, Verdict
+from nhr_ray.roles import VLMRequest
+from nhr_ray.stages.base import Stage, Tally, error_verdict
+
+
+class GateStage(Stage):
+    name = "gate"
+    role = "gate"
+
+    def process(self, sources: list[Source]) -> tuple[list[Source], Tally, float]:
+        tally, cost = Tally(self.name), 0.0
+        live = [s for s in sources if s.gate is None]
+        reqs = [
+            VLMRequest(s.source_id, "plausibility", render("plausibility", prompt=s.prompt), [s.image], sim_truth=s.sim_truth)
+            for s in live
+        ]
+        answers = self.backend.ask(reqs) if reqs else []
+        for s, ans in zip(live, answers):
+            cost += ans.gpu_seconds
+            if ans.error:
+                v = error_verdict(self.name, ans.error, ans.text or "")
+            else:
+                p = parse_yes_no(ans.text)
+                if not p.ok:
+                    v = Verdict(self.name, False, p.reason, raw=ans.text or "")
+                else:
+                    v = Verdict(self.name, p.value, "ok" if p.value else "implausible", raw=ans.text or "")
+            s.gate = v
+            tally.add(v)
+        return sources, tally, cost

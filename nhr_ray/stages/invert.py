@@ -1,0 +1,57 @@
+"""Stage 9: inversion. An LLM reads the scene prompt and the forward instruction and writes one short
+instruction that undoes the change, never using revert/undo/restore/back. <Ie, inverse, I0> is a new
+triplet. The answer is untrusted: labels and quotes are repaired, everything else is a named drop."""
+
+from __future__ import annotations
+
+import re
+
+from nhr_ray.prompts import render
+from nhr_ray.records import Verdict
+from nhr_ray.roles import TextRequest
+from nhr_ray.stages.base import Stage, Tally, error_verdict
+
+_LABEL = re.compile(r"^\s*(inverse instruction|instruction|answer)\s*:\s*", re.I)
+
+
+def check_inverse(text: str | None, forbidden: list[str], max_chars: int) -> tuple[str | None, str]:
+    """-> (clean instruction or None, reason)."""
+    if text is None or not text.strip():
+        return None, "empty"
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if len(lines) != 1:
+        return None, "not_single_instruction"
+    s = _LABEL.sub("", lines[0]).strip().strip("\"'`").strip()
+    if not s:
+        return None, "empty"
+    if len(s) > max_chars:
+        return None, "too_long"
+    for w in forbidden:
+        if re.search(rf"\b{re.escape(w)}\b", s, re.I):
+            return None, "forbidden_word"
+    return s, "ok"
+
+
+class InvertStage(Stage):
+    name = "inversion"
+    role = "inverter"
+
+    def process(self, forwards: list[dict]) -> tuple[list[tuple[dict, str | None]], Tally, list[dict]]:
+        """forwards: forward triplet rows (prompt, edit_instruction, sample_id). Returns each with its
+        inverse instruction or None, the tally and usage."""
+        cfg = self.config.inversion
+        reqs = [
+            TextRequest(f["sample_id"], "invert", render("inverse", prompt=f["prompt"], instruction=f["edit_instruction"]))
+            for f in forwards
+        ]
+        tally, out, usage = Tally(self.name), [], []
+        for f, ans in zip(forwards, self.backend.complete(reqs) if reqs else []):
+            usage.append(ans.usage)
+            if ans.error:
+                v, text = error_verdict(self.name, ans.error, ans.text or ""), None
+            else:
+                text, reason = check_inverse(ans.text, cfg.forbidden_words, cfg.max_chars)
+                v = Verdict(self.name, text is not None, reason, ans.text or "")
+            tally.add(v)
+            out.append((f, text, v))
+        return out, tally, usage

@@ -1,0 +1,76 @@
+"""Stage 6: soft pre-filter. A big open VLM (1) scores adherence and aesthetics, kept only if both reach
+their thresholds, (2) answers whether only the asked-for change was made (and the instruction is clear
+and feasible), (3) answers whether the edited image is pleasing. Every unreadable answer is a named
+rejection; the three raw answers are kept together as JSON."""
+
+from __future__ import annotations
+
+import json
+
+from nhr_ray.parsing import SCORES_SCHEMA, parse_scores, parse_yes_no
+from nhr_ray.prompts import render
+from nhr_ray.records import Attempt, Source, Verdict
+from nhr_ray.roles import VLMRequest
+from nhr_ray.stages.base import Stage, Tally, error_verdict
+
+
+class PrefilterStage(Stage):
+    name = "prefilter"
+    role = "prefilter"
+
+    def process(self, attempts: list[Attempt], sources: dict[str, Source]) -> tuple[list[Attempt], Tally]:
+        cfg = self.config.prefilter
+        tally = Tally(self.name)
+        live = [a for a in attempts if a.alive]
+        reqs: list[VLMRequest] = []
+        for a in live:
+            src = sources[a.job.source_id].image
+            aid, truth = a.job.attempt_id, a.sim_truth
+            reqs.append(VLMRequest(aid, "edit_scores", render("edit_scores", instruction=a.instruction.text),
+                                   [src, a.edited], SCORES_SCHEMA, truth))
+            if cfg.check_unwanted_change:
+                reqs.append(VLMRequest(aid, "unwanted_change", render("unwanted_change", instruction=a.instruction.text),
+                                       [src, a.edited], None, truth))
+            if cfg.check_aesthetics:
+                reqs.append(VLMRequest(aid, "aesthetics", render("aesthetics"), [a.edited], None, truth))
+        answers = iter(self.backend.ask(reqs) if reqs else [])
+        for a in live:
+            got = {"edit_scores": next(answers)}
+            if cfg.check_unwanted_change:
+                got["unwanted_change"] = next(answers)
+            if cfg.check_aesthetics:
+                got["aesthetics"] = next(answers)
+            a.gpu_seconds[self.name] = sum(x.gpu_seconds for x in got.values())
+            v = decide(got, cfg)
+            a.verdicts.append(v)
+            tally.add(v)
+        return attempts, tally
+
+
+def decide(got: dict, cfg) -> Verdict:
+    raw = json.dumps({k: ans.text for k, ans in got.items()}, ensure_ascii=False)
+    for k, ans in got.items():
+        if ans.error:
+            return error_verdict("prefilter", f"{k}:{ans.error}", raw)
+    s = parse_scores(got["edit_scores"].text)
+    if not s.ok:
+        return Verdict("prefilter", False, f"scores_{s.reason}", raw)
+    adh, aes = s.value["adherence"], s.value["aesthetics"]
+    v = Verdict("prefilter", True, "ok", raw, adh, aes)
+    if adh < cfg.min_adherence:
+        v.keep, v.reason = False, "low_adherence"
+    elif aes < cfg.min_aesthetics:
+        v.keep, v.reason = False, "low_aesthetics"
+    if v.keep and "unwanted_change" in got:
+        p = parse_yes_no(got["unwanted_change"].text)
+        if not p.ok:
+            v.keep, v.reason = False, f"unwanted_change_{p.reason}"
+        elif not p.value:
+            v.keep, v.reason = False, "unwanted_change_or_vague"
+    if v.keep and "aesthetics" in got:
+        p = parse_yes_no(got["aesthetics"].text)
+        if not p.ok:
+            v.keep, v.reason = False, f"aesthetics_{p.reason}"
+        elif not p.value:
+            v.keep, v.reason = False, "not_aesthetic"
+    return v
