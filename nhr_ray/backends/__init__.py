@@ -15,5 +15,5 @@ register_lazy(
 )  # fmt: skip
 register_lazy(
     "vlm", "gemini", "nhr_ray.backends.api.gemini_backend", "GeminiJudge",
-    "Gemini generateContent with both images inline, temperature 0, JSON scores (hard validator).",
+    "Gemini generateContent, images inline, JSON schema where asked, temperature 0 (hard validator; any VLM role).",
 )  # fmt: skip

@@ -94,7 +94,9 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     wall = time.monotonic() - t0
     models = model_names(cfg)
     funnel = miner.funnel.as_dict(models)
-    funnel["api_usage"] = mined["usage"]
+    # after finalize: inversion and the consistency re-scoring spend API calls too
+    api_usage = miner.usage.as_dict()
+    funnel["api_usage"] = api_usage
     write_json(out / "funnel.json", funnel)
     manifest = {
         "config": cfg.model_dump(mode="json"),
@@ -105,7 +107,7 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
         "wall_seconds": wall,
         "gpu_hours": mined["ledger"],
         "scheduler": mined["scheduler"],
-        "api_usage": mined["usage"],
+        "api_usage": api_usage,
         "triplets": counts,
     }
     write_json(out / "manifest.json", manifest)
