@@ -74,7 +74,8 @@ def test_fault_storm_every_item_accounted_and_rate_bounded(protocol, n):
         if a.error is not None:
             assert a.meta["last_error"] and calls == 5
     assert sum(a.usage["api_calls"] for a in answers) == len(records) + lost_in_transit
-    assert lost_in_transit <= 3
+    transport_tries = sum(a.meta["try_errors"].count("timeout") + a.meta["try_errors"].count("connection_error") for a in answers)
+    assert lost_in_transit <= transport_tries  # only tries that died in transit are unseen
     assert sum(1 for r in records if r.fault) / len(records) == pytest.approx(0.30, abs=0.06)
 
     # the rate the server saw: at most burst + rate * span in any window (arrival times carry the
