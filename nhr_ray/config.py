@@ -250,7 +250,9 @@ class GeminiConfig(ApiCallPolicy):
     vertexai: bool = Field(False, description="Use Vertex AI (project, location, ADC credentials) instead of the Gemini Developer API.")
     project: str | None = Field(None, description="Vertex AI project (None: GOOGLE_CLOUD_PROJECT).")
     location: str | None = Field(None, description="Vertex AI location, e.g. us-central1 (None: GOOGLE_CLOUD_LOCATION).")
-    api_version: str = Field("v1beta", description="API version in the URL path (/v1beta/models/...).")
+    api_version: str = Field(
+        "v1beta", description="API version in the URL path (/v1beta/models/...). With vertexai and this key unset: v1."
+    )
     rpm: float | None = Field(None, gt=0, description="Alias of requests_per_minute.")
     tpm: float | None = Field(None, gt=0, description="Alias of tokens_per_minute.")
 

@@ -123,3 +123,13 @@ def test_google_api_key_fallback_and_preflight(monkeypatch):
     with FakeAPIServer("gemini") as srv:
         backend("validator", "gemini", api(srv)).ask([vreq()])
     assert srv.records[0].headers["x-goog-api-key"] == "AIzaFALLBACKkey0987654321abcd"
+
+
+def test_vertex_ai_by_config():
+    """vertexai: true without project/location is Vertex express mode (API key); the path is Vertex's."""
+    with FakeAPIServer("gemini") as srv:
+        b = backend("inverter", "gemini", {"gemini": {"base_url": srv.base_url, "vertexai": True}})
+        [a] = b.complete([TextRequest("P2", "invert", "Scene: a cup")])
+    [rec] = srv.records
+    assert rec.path == "/v1/publishers/google/models/gemini-2.5-flash:generateContent"
+    assert rec.headers["x-goog-api-key"] == GEMINI_KEY and a.error is None

@@ -139,9 +139,11 @@ class _Gemini:
         api = api_config(self.context)
         cfg = api.gemini
         self.model = self.options.model or cfg.model
-        http = types.HttpOptions(
-            base_url=cfg.base_url, api_version=cfg.api_version, timeout=int(cfg.timeout_s * 1000)
-        )  # no retry_options: the SDK must not retry behind our counts
+        version = cfg.api_version
+        if cfg.vertexai and "api_version" not in cfg.model_fields_set:
+            version = "v1"  # Vertex AI has no v1beta; the default is meant for the Developer API
+        # no retry_options: the SDK must not retry behind our counts
+        http = types.HttpOptions(base_url=cfg.base_url, api_version=version, timeout=int(cfg.timeout_s * 1000))
         if cfg.vertexai:
             kw: dict[str, Any] = {"vertexai": True, "http_options": http}
             if cfg.project or cfg.location:
