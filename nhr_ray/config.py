@@ -253,24 +253,6 @@ class GeminiConfig(ApiCallPolicy):
     api_version: str = Field(
         "v1beta", description="API version in the URL path (/v1beta/models/...). With vertexai and this key unset: v1."
     )
-    rpm: float | None = Field(None, gt=0, description="Alias of requests_per_minute.")
-    tpm: float | None = Field(None, gt=0, description="Alias of tokens_per_minute.")
-
-    @model_validator(mode="after")
-    def _aliases(self):
-        for alias, name in (("rpm", "requests_per_minute"), ("tpm", "tokens_per_minute")):
-            a, v = getattr(self, alias), getattr(self, name)
-            if a is not None and v is not None and a != v:
-                raise ValueError(f"{alias} and {name} disagree ({a} vs {v}); set one")
-        return self
-
-    @property
-    def rate_rpm(self) -> float | None:
-        return self.requests_per_minute or self.rpm
-
-    @property
-    def rate_tpm(self) -> float | None:
-        return self.tokens_per_minute or self.tpm
 
 
 class ModelPrice(Strict):

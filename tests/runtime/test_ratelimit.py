@@ -102,7 +102,7 @@ def test_one_limiter_shared_by_several_ray_actors_against_a_real_server(ray_loca
             from nhr_ray.config import ApiConfig
             from nhr_ray.roles import BackendContext, build_backend
 
-            api = ApiConfig.model_validate({"gemini": {"base_url": base_url, "rpm": 600, "concurrency": 4}})
+            api = ApiConfig.model_validate({"gemini": {"base_url": base_url, "requests_per_minute": 600, "concurrency": 4}})
             ctx = BackendContext("validator", 0, 0, run_config=types.SimpleNamespace(api=api))
             self.b = build_backend("validator", "gemini", {}, ctx)
             self.b.setup()

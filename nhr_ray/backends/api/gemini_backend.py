@@ -154,7 +154,7 @@ class _Gemini:
         else:
             self._client = genai.Client(api_key=api_key(), http_options=http)
         self._caller = make_caller(
-            "gemini", self.model, cfg, api, classify, cfg.rate_rpm, cfg.rate_tpm, seed=self.context.run_seed
+            "gemini", self.model, cfg, api, classify, cfg.requests_per_minute, cfg.tokens_per_minute, seed=self.context.run_seed
         )
 
     def teardown(self) -> None:

@@ -7,7 +7,7 @@ The key is read from OPENAI_API_KEY in setup() and never leaves the SDK client.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -29,7 +29,9 @@ KEY_ENV = "OPENAI_API_KEY"
 
 class OpenAIOptions(BackendOptions):
     model: str | None = Field(None, description="Model for this role; None: api.openai.model.")
-    reasoning_effort: str | None = Field(None, description="Overrides api.openai.reasoning_effort for this role.")
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = Field(
+        None, description="Overrides api.openai.reasoning_effort for this role."
+    )
     max_completion_tokens: int | None = Field(
         None, ge=1, description="Output cap incl. reasoning tokens (None: the model's own limit); hitting it is 'truncated'."
     )
