@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import types
 
+import pytest
+
 from nhr_ray.config import ApiConfig
 from nhr_ray.roles import BackendContext, build_backend
+from nhr_ray.runtime.ratelimit import reset_local
 
 OPENAI_KEY = "sk-test-0penAIsecretKEY1234567890"
 GEMINI_KEY = "AIzaTESTsecretGEMINIkey1234567890xyz"
@@ -20,3 +23,15 @@ def backend(role: str, name: str, api: dict, options: dict | None = None):
     b = build_backend(role, name, options or {}, context(api, role))
     b.setup()
     return b
+
+
+@pytest.fixture(autouse=True)
+def api_keys(monkeypatch):
+    """Known fake keys in the environment and fresh in-process limiters, for each test of a module
+    that imports this fixture."""
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    monkeypatch.setenv("GEMINI_API_KEY", GEMINI_KEY)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    reset_local()
+    yield
+    reset_local()

@@ -16,7 +16,7 @@ import pytest
 from nhr_ray.roles import TextRequest, VLMRequest
 from nhr_ray.testing.fake_api import FakeAPIServer, prompt_text, random_faults
 
-from .api_helpers import GEMINI_KEY, OPENAI_KEY, backend
+from api_helpers import GEMINI_KEY, OPENAI_KEY, backend, api_keys  # noqa: F401  (api_keys: autouse fixture)
 
 RPM = 6000  # 100 requests/s, burst 100
 RETRYABLE_FAILURES = {"rate_limited_exhausted", "server_error", "timeout", "malformed_response"}

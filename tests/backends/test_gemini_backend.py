@@ -14,7 +14,7 @@ from nhr_ray.parsing import SCORES_SCHEMA, parse_scores
 from nhr_ray.roles import BackendUnavailable, TextRequest, VLMRequest, backend_class
 from nhr_ray.testing.fake_api import FakeAPIServer
 
-from .api_helpers import GEMINI_KEY, backend, context
+from api_helpers import GEMINI_KEY, backend, context, api_keys  # noqa: F401  (api_keys: autouse fixture)
 
 
 def api(srv, **kw):

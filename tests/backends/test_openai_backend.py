@@ -12,7 +12,7 @@ from nhr_ray.parsing import SCENES_SCHEMA
 from nhr_ray.roles import BackendUnavailable, TextRequest, backend_class
 from nhr_ray.testing.fake_api import FakeAPIServer
 
-from .api_helpers import OPENAI_KEY, backend, context
+from api_helpers import OPENAI_KEY, backend, context, api_keys  # noqa: F401  (api_keys: autouse fixture)
 
 
 def api(srv, **kw):

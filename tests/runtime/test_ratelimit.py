@@ -75,7 +75,7 @@ def test_local_buckets_are_shared_by_name():
 
 
 @pytest.fixture
-def ray_local(monkeypatch):
+def ray_private(monkeypatch):
     ray = pytest.importorskip("ray")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     root = str(Path(__file__).resolve().parents[2])
@@ -85,12 +85,12 @@ def ray_local(monkeypatch):
     ray.shutdown()
 
 
-def test_one_limiter_shared_by_several_ray_actors_against_a_real_server(ray_local, monkeypatch):
+def test_one_limiter_shared_by_several_ray_actors_against_a_real_server(ray_private, monkeypatch):
     """Three validator actors, each with its own Gemini client and 4 threads, share 10 requests/s
     through the named limiter actor: the server sees the cluster-wide rate, not 3x it."""
     from nhr_ray.testing.fake_api import FakeAPIServer
 
-    ray = ray_local
+    ray = ray_private
     monkeypatch.setenv("GEMINI_API_KEY", "AIzaRAYtestKEY1234567890abcdef")
 
     @ray.remote(num_cpus=0)
