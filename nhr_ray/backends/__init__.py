@@ -24,3 +24,17 @@ register_lazy(
     "vlm", "openai_server", "nhr_ray.backends.openai_vlm", "OpenAIServerJudge",
     "judge behind an OpenAI-compatible chat-completions endpoint (e.g. `vllm serve`)",
 )  # fmt: skip
+
+# Hosted APIs through their official SDKs (retried, rate-limited across the cluster, cost-counted).
+register_lazy(
+    "text", "openai", "nhr_ray.backends.api.openai_backend", "OpenAIText",
+    "OpenAI Chat Completions via the openai SDK (prompt designer; paper: o3). Key: OPENAI_API_KEY.",
+)  # fmt: skip
+register_lazy(
+    "text", "gemini", "nhr_ray.backends.api.gemini_backend", "GeminiText",
+    "Gemini generateContent via google-genai (inverter; paper: Gemini 2.5 Flash). Key: GEMINI_API_KEY.",
+)  # fmt: skip
+register_lazy(
+    "vlm", "gemini", "nhr_ray.backends.api.gemini_backend", "GeminiJudge",
+    "Gemini generateContent, images inline, JSON schema where asked, temperature 0 (hard validator; any VLM role).",
+)  # fmt: skip

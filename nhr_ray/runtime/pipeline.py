@@ -148,7 +148,9 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     wall = time.monotonic() - t0
     models = model_names(cfg)
     funnel = miner.funnel.as_dict(models)
-    funnel["api_usage"] = mined["usage"]
+    # after finalize: inversion and the consistency re-scoring spend API calls too
+    api_usage = miner.usage.as_dict()
+    funnel["api_usage"] = api_usage
     store.write_json("funnel.json", funnel)
     manifest = {
         "config": cfg.model_dump(mode="json"),
@@ -160,7 +162,7 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
         "wall_seconds": wall,
         "gpu_hours": mined["ledger"],
         "scheduler": mined["scheduler"],
-        "api_usage": mined["usage"],
+        "api_usage": api_usage,
         "reissued_batches": mined["reissued_batches"],
         "triplets": counts,
     }
