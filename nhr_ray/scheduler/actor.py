@@ -62,9 +62,13 @@ class _SchedulerActor:
         return self.s.draw_keys(n)
 
     def draw(self, n: int) -> tuple[list, dict]:
-        """Job rows and the scheduler's stats (the driver reads budget_exhausted, jobs_pending)."""
+        """Job rows and the scheduler's stats (the driver reads budget_exhausted, jobs_pending, and
+        cancelled_jobs_by_source: jobs a policy withdrew since the last draw)."""
         self._maybe_checkpoint()
-        return self.s.draw(n), self.s.stats()
+        jobs = self.s.draw(n)
+        stats = self.s.stats()
+        stats["cancelled_jobs_by_source"] = self.s.drain_cancelled()
+        return jobs, stats
 
     def charge(self, role: str, stage: str, gpu_seconds: float) -> None:
         self.s.charge(role, stage, gpu_seconds)

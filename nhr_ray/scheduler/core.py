@@ -111,9 +111,10 @@ class JobScheduler:
         self.inflight: dict[int, float] = {}  # job key -> cost estimate held
         self.inflight_s = 0.0
         self._src_lookup: dict[str, int] = {}
+        self._cancelled_by_source: dict[int, int] = {}
         self.c = dict.fromkeys(
             ["issued", "done_jobs", "wasted", "unknown_completions", "cancelled_jobs", "requeued",
-             "abandoned_after_restart"], 0
+             "abandoned_after_restart", "jobs_total"], 0
         )  # fmt: skip
         self.done_cost = self.wasted_s = 0.0
         self.stopped = dict.fromkeys(STATUS_NAMES.values(), 0)
@@ -142,6 +143,7 @@ class JobScheduler:
         full = np.array([(1 << self.policy.attempts_for(c)) - 1 for c in self.category_names], np.uint64)
         counts = np.array([len(c) for c in categories], np.int64)
         self.space.add_sources(source_ids, counts, flat, full[flat].astype(self.space.mask_dtype))
+        self.c["jobs_total"] += int(np.bitwise_count(full[flat]).sum())
 
     def known_sources(self) -> set[str]:
         """Ids of every source added (O(N), for a runtime resuming from a checkpoint)."""
@@ -268,7 +270,19 @@ class JobScheduler:
         """No more attempts for this pair (a policy's call); counts the attempts saved."""
         self.space.state[pair] = (self.space.state[pair] & ~np.uint8(7)) | status
         self.stopped[STATUS_NAMES[status]] += 1
-        self.c["cancelled_jobs"] += self.space.cancel(np.array([pair]))
+        n = self.space.cancel(np.array([pair]))
+        self.c["cancelled_jobs"] += n
+        if n:
+            src = int(self.space.source_of(np.array([pair]))[0][0])
+            self._cancelled_by_source[src] = self._cancelled_by_source.get(src, 0) + n
+
+    def drain_cancelled(self) -> dict[str, int]:
+        """{source id: jobs cancelled} since the last call, for a runtime that counts each source's
+        outstanding jobs (it holds the image until they are done)."""
+        out = self._cancelled_by_source
+        self._cancelled_by_source = {}
+        ids = self.space.src_ids[np.fromiter(out, np.int64, len(out))].tolist() if out else []
+        return {i.decode(): n for i, n in zip(ids, out.values())}
 
     # -- checkpoint --------------------------------------------------------------------------
     def _identity(self) -> dict[str, Any]:
@@ -343,6 +357,7 @@ class JobScheduler:
         return {
             "sources": self.space.n_sources,
             "pairs": self.space.n_pairs,
+            "jobs_total": self.c["jobs_total"],
             "jobs_issued": self.c["issued"],
             "jobs_pending": self.pending(),
             "jobs_in_flight": len(self.inflight),
@@ -360,6 +375,8 @@ class JobScheduler:
             "budget_clock": self.budget_clock,
             "budget_gpu_hours": None if self.budget_s is None else self.budget_s / h,
             "spent_gpu_hours": self.spent_s / h,
+            "busy_by_role_gpu_hours": {k: v / h for k, v in self.ledger.by_role.items()},
+            "reserved_by_role_gpu_hours": {k: v / h for k, v in self.ledger.reserved_by_role.items()},
             "committed_gpu_hours": self.committed_s / h,
             "budget_exhausted": self.exhausted(),
             "job_cost_estimate_s": self.estimate(),

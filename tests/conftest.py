@@ -1,0 +1,37 @@
+import os
+
+import pytest
+
+from conftest_models import tiny_models  # noqa: F401  (session fixture: tiny real checkpoints)
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.pop("RAY_ADDRESS", None)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A private local Ray cluster declaring 16 GPUs it does not have (shared by a module's tests)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(address="local", num_cpus=16, num_gpus=16, include_dashboard=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def small_config(**overrides):
+    """The default simulation config, shrunk to a few seconds of work."""
+    from nhr_ray.config import load_config
+
+    sets = {
+        "task.num_scenes": 12,
+        "task.items_per_request": 6,
+        "sources.seeds_per_prompt": 3,
+        "scheduler.budget_gpu_hours": None,
+        "output.progress": False,
+        "output.shard_rows": 64,
+    }
+    sets.update(overrides)
+    return load_config(overrides=[f"{k}={'null' if v is None else v}" for k, v in sets.items()])

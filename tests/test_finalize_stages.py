@@ -1,0 +1,59 @@
+from nhr_ray.records import Verdict
+from nhr_ray.stages.compose import combine, compose_source
+from nhr_ray.stages.consistency import apply_consistency
+from nhr_ray.stages.invert import check_inverse
+from nhr_ray.stages.select import select_best
+
+
+def test_best_of_picks_highest_geometric_score_and_breaks_ties_by_attempt():
+    rows = [
+        {"pair_id": "p", "attempt_index": 0, "adherence": 4.8, "aesthetics": 4.8},
+        {"pair_id": "p", "attempt_index": 1, "adherence": 5.0, "aesthetics": 4.5},  # sqrt(22.5) < 4.8
+        {"pair_id": "p", "attempt_index": 3, "adherence": 4.8, "aesthetics": 4.8},  # tie -> lower index wins
+        {"pair_id": "q", "attempt_index": 2, "adherence": 4.7, "aesthetics": 4.7},
+    ]
+    best = select_best(rows)
+    assert best["p"]["attempt_index"] == 0 and best["q"]["attempt_index"] == 2
+
+
+def test_inverse_checks():
+    fw = ["revert", "undo", "restore", "back"]
+    assert check_inverse('Instruction: "Place a red apple on the left."', fw, 300) == ("Place a red apple on the left.", "ok")
+    assert check_inverse("Put the cat back on the sofa.", fw, 300) == (None, "forbidden_word")
+    assert check_inverse("Add a backpack on the chair.", fw, 300)[1] == "ok"  # whole words only
+    assert check_inverse("Sure!\n\nAdd the cat.", fw, 300) == (None, "not_single_instruction")
+    assert check_inverse("   ", fw, 300) == (None, "empty")
+    assert check_inverse("x" * 400, fw, 300) == (None, "too_long")
+
+
+def _fwd(i, adh=4.8, aes=4.9):
+    return {"sample_id": f"f{i}", "attempt_id": f"S1.n0.i{i}.m0", "edit_instruction": f"Remove thing {i}.",
+            "edited_image": {"bytes": bytes([i]), "path": None}, "adherence": adh, "aesthetics": aes,
+            "prompt": "p", "style": "s", "img_width": 8, "img_height": 8, "source_seed": 1, "source_id": "S1.n0",
+            "edit_seed": i, "kind": "forward", "parents": []}
+
+
+def test_composition_uses_every_ordered_pair_with_an_inverse():
+    fw = [_fwd(0), _fwd(1, 4.7), _fwd(2)]
+    inv = {"f0": "Place thing 0.", "f1": "Place thing 1."}
+    out = compose_source(fw, inv, 0, None)
+    assert [c["parents"] for c in out] == [["f0", "f1"], ["f1", "f0"]]
+    assert out[0]["edit_instruction"] == "Place thing 0, then remove thing 1."
+    assert out[0]["source_image"] == fw[0]["edited_image"] and out[0]["edited_image"] == fw[1]["edited_image"]
+    assert out[0]["adherence"] == 4.7  # the weaker parent's
+    assert len(compose_source(fw, inv, 0, 1)) == 1
+    assert combine("Add a cat.", "Remove the dog.") == "Add a cat, then remove the dog."
+
+
+def test_consistency_drops_inverse_twin_and_compositions():
+    f0, f1 = _fwd(0), _fwd(1)
+    i0 = {**f0, "sample_id": "i0", "kind": "inverse", "parents": ["f0"]}
+    i1 = {**f1, "sample_id": "i1", "kind": "inverse", "parents": ["f1"]}
+    c01 = {**f0, "sample_id": "c01", "kind": "composed", "parents": ["f0", "f1"]}
+    verdicts = {"i0": Verdict("consistency", False, "low_adherence", "", 3.0, 4.9),
+                "i1": Verdict("consistency", True, "ok", "", 4.9, 4.8)}
+    kept, t = apply_consistency([f0, f1, i0, i1, c01], verdicts)
+    assert [k["sample_id"] for k in kept] == ["f1", "i1"]
+    assert t.balanced() and t.kept == 2
+    assert t.dropped == {"inverse_low_adherence": 1, "forward_twin_of_failed_inverse": 1, "composed_from_dropped_edit": 1}
+    assert kept[1]["adherence"] == 4.9  # the inverse carries its own re-scored values
