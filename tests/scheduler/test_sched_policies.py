@@ -44,6 +44,8 @@ def test_until_first_success_cancels_and_counts_late_results_as_wasted():
     j = s.draw(1)[0]
     s.complete(j.attempt_id, COST, res(pre=True, val=True))
     assert s.pending() == 0 and s.stats()["jobs_cancelled"] == 3 and s.draw(5) == []
+    assert s.drain_cancelled() == {"S000000.n00": 3} and s.drain_cancelled() == {}  # the driver frees the image
+    assert s.stats()["jobs_total"] == 5
 
 
 def test_per_category_m():
