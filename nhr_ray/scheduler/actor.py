@@ -3,9 +3,9 @@
 Same method names as JobScheduler, plus the driver's: `add_sources([(source_id, categories), ...])`,
 `draw(n) -> (jobs, stats)`, `complete_batch([(attempt_id, costs, result), ...])`. Fast path: pull
 with `draw_batch(n)` (numpy arrays, one round trip per batch; `JobBatch.jobs()` builds the Job rows
-on the caller's side, about 400k jobs/s per process). The actor
-checkpoints itself atomically into the output folder every `checkpoint_every_s` seconds of calls
-(and on `checkpoint()`), and resumes from that file when it exists.
+on the caller's side, about 400k jobs/s per process). Given a checkpoint path, the actor checkpoints
+itself atomically every `checkpoint_every_s` seconds of calls (and on `checkpoint()`) and, with
+resume=True, continues from that file when it exists.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ class _SchedulerActor:
             self.checkpoint()
 
     def checkpoint(self) -> float:
+        """Write the checkpoint now (no-op without a path); returns the seconds it took."""
+        if self.path is None:
+            return 0.0
         t = time.perf_counter()
         self.s.save(self.path)
         self._last_save = time.monotonic()
