@@ -63,6 +63,28 @@ def cmd_backends(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from nhr_ray.products.calibrate import calibrate, write_report
+    from nhr_ray.products.tables import InputError
+
+    sweep = [float(x) for x in args.sweep.split(",")] if args.sweep else None
+    try:
+        report = calibrate(args.ratings, args.predictions, threshold=args.threshold, sweep=sweep)
+    except InputError as e:
+        print(f"nhr-ray calibrate: {e}", file=sys.stderr)
+        return 2
+    paths = write_report(report, args.out)
+    for a, m in report["axes"].items():
+        rho = "n/a" if m["spearman"] is None else f"{m['spearman']:.3f}"
+        print(f"{a:<11} MAE {m['mae']:.3f}  Spearman {rho}")
+    c = report["classifier"]
+    fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
+    print(f"threshold {c['threshold']}: precision {fmt(c['precision'])} recall {fmt(c['recall'])} "
+          f"F1 {fmt(c['f1'])} accuracy {fmt(c['accuracy'])}  (n={report['n_triplets']}, excluded {report['excluded']})")
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nhr-ray", description="Mine image-editing triplets with no human in the loop, on Ray.")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -78,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_config)
     p = sub.add_parser("backends", help="list registered backends by role")
     p.set_defaults(func=cmd_backends)
+    p = sub.add_parser("calibrate", help="judge a validator against human ratings (MAE, Spearman, precision/recall)")
+    p.add_argument("ratings", help="Parquet/CSV/JSONL rows: triplet, rater, adherence, aesthetics[, category]")
+    p.add_argument("--predictions", required=True, help="Parquet/CSV/JSONL rows: triplet, adherence, aesthetics")
+    p.add_argument("--out", required=True, help="directory for calibration.json and the PNG plots")
+    p.add_argument("--threshold", type=float, default=4.7, help="validator threshold on both axes (default 4.7)")
+    p.add_argument("--sweep", help="comma-separated thresholds to sweep (default 1.0, 1.1, ..., 5.0)")
+    p.set_defaults(func=cmd_calibrate)
     return ap
 
 
