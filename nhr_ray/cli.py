@@ -85,6 +85,19 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from nhr_ray.products.export import ExportError, export
+
+    try:
+        summary = export(args.run_dir, args.format, args.out, split_by=args.split_by, with_masks=args.with_masks,
+                         drop_extra=args.drop_extra, min_margin=args.min_margin, threshold=args.threshold)
+    except ExportError as e:
+        print(f"nhr-ray export: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nhr-ray", description="Mine image-editing triplets with no human in the loop, on Ray.")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -107,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=4.7, help="validator threshold on both axes (default 4.7)")
     p.add_argument("--sweep", help="comma-separated thresholds to sweep (default 1.0, 1.1, ..., 5.0)")
     p.set_defaults(func=cmd_calibrate)
+    p = sub.add_parser("export", help="export a run as NHR-Edit triplets, DPO pairs, KTO labels or a curriculum")
+    p.add_argument("run_dir", help="a finished run's --out directory")
+    p.add_argument("--format", required=True, choices=["nhr-edit", "dpo", "kto", "curriculum"])
+    p.add_argument("--out", required=True, help="new directory for the export")
+    p.add_argument("--split-by", choices=["category"], help="one subset per edit category")
+    p.add_argument("--with-masks", action="store_true", help="add the low-level check's changed-pixel mask as an image column")
+    p.add_argument("--drop-extra", action="store_true", help="nhr-edit: only NHR-Edit's columns, without our scores and lineage")
+    p.add_argument("--min-margin", type=float, default=0.5, help="dpo: least validator-score gap between chosen and rejected")
+    p.add_argument("--threshold", type=float, help="kto: desirable when both scores reach this (default: the run's validation thresholds)")
+    p.set_defaults(func=cmd_export)
     return ap
 
 
