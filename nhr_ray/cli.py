@@ -98,6 +98,24 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_score(args) -> int:
+    from nhr_ray.products.score import score_dataset, table4_row
+    from nhr_ray.products.tables import InputError
+
+    cfg = _load(args)
+    try:
+        r = score_dataset(args.dataset, cfg, n=args.n, seed=args.sample_seed, source_col=args.source_col,
+                          edited_col=args.edited_col, instruction_col=args.instruction_col)
+    except InputError as e:
+        print(f"nhr-ray score: {e}", file=sys.stderr)
+        return 2
+    print(table4_row(r))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(r, f, indent=2)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nhr-ray", description="Mine image-editing triplets with no human in the loop, on Ray.")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -130,6 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-margin", type=float, default=0.5, help="dpo: least validator-score gap between chosen and rejected")
     p.add_argument("--threshold", type=float, help="kto: desirable when both scores reach this (default: the run's validation thresholds)")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("score", help="score a random sample of any triplet dataset with the validator (paper Table 4)")
+    p.add_argument("dataset", help="a Parquet file, a folder of them, or a glob")
+    _config_args(p)
+    p.add_argument("--n", type=int, default=5000, help="rows to sample (default 5000)")
+    p.add_argument("--sample-seed", type=int, default=0, help="seed of the row sample (default 0)")
+    p.add_argument("--source-col", default="source_image")
+    p.add_argument("--edited-col", default="edited_image")
+    p.add_argument("--instruction-col", default="edit_instruction")
+    p.add_argument("--json", help="also write the result as JSON here")
+    p.set_defaults(func=cmd_score)
     return ap
 
 
