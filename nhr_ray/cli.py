@@ -116,6 +116,19 @@ def cmd_score(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from nhr_ray.products.export import ExportError
+    from nhr_ray.products.report import write_report
+
+    try:
+        path = write_report(args.run_dir, args.out)
+    except ExportError as e:
+        print(f"nhr-ray report: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nhr-ray", description="Mine image-editing triplets with no human in the loop, on Ray.")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -158,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instruction-col", default="edit_instruction")
     p.add_argument("--json", help="also write the result as JSON here")
     p.set_defaults(func=cmd_score)
+    p = sub.add_parser("report", help="write a self-contained static HTML report of a run")
+    p.add_argument("run_dir", help="a finished run's --out directory")
+    p.add_argument("--out", help="HTML file to write (default RUN_DIR/report.html)")
+    p.set_defaults(func=cmd_report)
     return ap
 
 
