@@ -76,7 +76,7 @@ class Miner:
 
         self.pools = {
             "designer": pool("designer", DesignStage),
-            "t2i": pool("t2i", SourceStage),
+            "t2i": pool("t2i", SourceStage if cfg.sources.kind == "t2i" else _photo_stage()),
             "gate": pool("gate", GateStage),
             "editor": pool("editor", EditStage),
             "prefilter": pool("prefilter", PrefilterStage),
@@ -114,6 +114,11 @@ class Miner:
         pending_jobs = 0
         exhausted = False
         sched_stats: dict[str, Any] = {}
+        if cfg.sources.kind == "images":  # real photos: no design step, one source task per photo
+            from nhr_ray.stages.photos import photo_tasks
+
+            source_queue.extend(photo_tasks(cfg.sources.images))
+            next_request = max_requests
 
         while True:
             # 1. design: enough scene prompts, re-asking when answers were lost
@@ -270,6 +275,12 @@ class Miner:
             if self.jobs_left[sid] <= 0:
                 self.source_refs.pop(sid, None)
                 del self.jobs_left[sid]
+
+
+def _photo_stage():
+    from nhr_ray.stages.photos import PhotoSourceStage
+
+    return PhotoSourceStage
 
 
 def write_json(path: Path, obj: Any) -> None:
