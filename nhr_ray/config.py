@@ -201,6 +201,12 @@ class OutputConfig(Strict):
     progress: bool = Field(True, description="Live progress display on the terminal.")
 
 
+class ModelsConfig(Strict):
+    root: str | None = Field(
+        None, description="Folder that relative `model` options of real backends resolve under (hub ids still work)."
+    )
+
+
 class SimConfig(Strict):
     """The simulation world: every knob of its statistics. See nhr_ray/backends/sim/world.py."""
 
@@ -240,6 +246,7 @@ class RunConfig(Strict):
     roles: RolesConfig = Field(default_factory=RolesConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
     sim: SimConfig = Field(default_factory=SimConfig)
 
     @model_validator(mode="after")

@@ -2,3 +2,25 @@
 lazily, so importing nhr_ray never imports torch, diffusers, vllm or an API SDK."""
 
 from nhr_ray.backends import sim  # noqa: F401  (registers 'sim' for every role kind)
+from nhr_ray.roles import register_lazy
+
+register_lazy(
+    "t2i", "flux", "nhr_ray.backends.diffusers_t2i", "FluxGenerator",
+    "FLUX text-to-image via diffusers (FLUX.1-schnell, 4 steps, by default)",
+)  # fmt: skip
+register_lazy(
+    "editor", "diffusers", "nhr_ray.backends.diffusers_edit", "DiffusersEditor",
+    "diffusers editor: FLUX.1 Kontext, Qwen-Image-Edit or InstructPix2Pix; output at the source's size",
+)  # fmt: skip
+register_lazy(
+    "vlm", "transformers", "nhr_ray.backends.transformers_vlm", "TransformersJudge",
+    "Qwen2.5-VL judge under transformers, greedy",
+)  # fmt: skip
+register_lazy(
+    "vlm", "vllm", "nhr_ray.backends.vllm_vlm", "VLLMJudge",
+    "Qwen2.5-VL judge on a vLLM engine inside the actor, guided JSON where asked",
+)  # fmt: skip
+register_lazy(
+    "vlm", "openai_server", "nhr_ray.backends.openai_vlm", "OpenAIServerJudge",
+    "judge behind an OpenAI-compatible chat-completions endpoint (e.g. `vllm serve`)",
+)  # fmt: skip
