@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nhr_ray.io.images import ImageRejected, decode, image_struct
-from nhr_ray.io.shards import IMAGE, TRIPLETS_SCHEMA, shard_paths
+from nhr_ray.io.shards import IMAGE, TRIPLETS_SCHEMA
 from nhr_ray.products.hf import SubsetWriter, card_header, subset_name
 from nhr_ray.records import stable_hash
 from nhr_ray.stages.lowlevel import changed_mask
@@ -42,6 +42,11 @@ NHR_EDIT_CORE = ["sample_id", "source_image", "edit_instruction", "edited_image"
                  "img_height", "kind"]  # fmt: skip
 ATTEMPT_COLS = ["attempt_id", "pair_id", "source_id", "attempt_index", "edit_instruction", "category", "adherence",
                 "aesthetics", "score", "kept", "final_reason", "validate_raw", "edited_image"]  # fmt: skip
+
+
+def shard_paths(directory: Path, prefix: str) -> list[Path]:
+    """A local run's shards of one table (remote stores: copy the run down first)."""
+    return sorted(p for p in Path(directory).glob(f"{prefix}-*.parquet") if not p.name.startswith("."))
 
 
 class ExportError(ValueError):
