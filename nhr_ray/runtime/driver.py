@@ -106,7 +106,7 @@ class Miner:
 
         self.pools = {
             "designer": pool("designer", DesignStage),
-            "t2i": pool("t2i", SourceStage),
+            "t2i": pool("t2i", SourceStage if cfg.sources.kind == "t2i" else _photo_stage()),
             "gate": pool("gate", GateStage),
             "editor": pool("editor", EditStage),
             "prefilter": pool("prefilter", PrefilterStage),
@@ -198,6 +198,11 @@ class Miner:
         per_actor["cpu"] = 4
         next_request = 0
         pending_jobs, exhausted, stats = 0, False, {}
+        if cfg.sources.kind == "images":  # real photos: no design step, one source task per photo
+            from nhr_ray.stages.photos import photo_tasks
+
+            source_queue.extend(x for x in photo_tasks(cfg.sources.images) if f"{x[0].scene_id}.n00" not in done_sources)
+            next_request = max_requests
 
         def advance_scenes() -> None:
             nonlocal cursor, scenes_used
@@ -396,3 +401,9 @@ class Miner:
         if self.jobs_left[sid] <= 0 and sid in self.source_refs:
             del self.source_refs[sid]
             del self.jobs_left[sid]
+
+
+def _photo_stage():
+    from nhr_ray.stages.photos import PhotoSourceStage
+
+    return PhotoSourceStage
