@@ -114,6 +114,26 @@ class LocalHead:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=10)
+        self._stop_leftovers()
+
+    def _stop_leftovers(self) -> None:
+        """Processes still naming our private temp dir on their command line (e.g. the raylet of a
+        fake autoscaler node launched while the head shut down) are ours: SIGTERM them by pid."""
+        if not self.temp_dir or not os.path.isdir("/proc"):
+            return
+        me = os.getpid()
+        for pid_s in os.listdir("/proc"):
+            if not pid_s.isdigit() or int(pid_s) == me:
+                continue
+            try:
+                cmdline = Path(f"/proc/{pid_s}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if self.temp_dir + "/" in cmdline or cmdline.rstrip().endswith(self.temp_dir):
+                try:
+                    os.kill(int(pid_s), signal.SIGTERM)
+                except OSError:
+                    pass
 
     def log_tail(self, n: int = 4000) -> str:
         try:
@@ -121,10 +141,12 @@ class LocalHead:
         except OSError:
             return ""
 
-    def submit(self, entrypoint: list[str], working_dir: str, runtime_env: dict | None = None,
+    def submit(self, entrypoint: list[str], working_dir: str | None, runtime_env: dict | None = None,
                timeout_s: float = 300.0, extra_args: list[str] | None = None) -> subprocess.CompletedProcess:
         """`ray job submit` (waits for the job, streams its logs into the result's stdout)."""
-        cmd = [ray_bin(), "job", "submit", "--address", self.dashboard_url, "--working-dir", working_dir]
+        cmd = [ray_bin(), "job", "submit", "--address", self.dashboard_url]
+        if working_dir:
+            cmd += ["--working-dir", working_dir]
         if runtime_env:
             cmd += ["--runtime-env-json", json.dumps(runtime_env)]
         cmd += [*(extra_args or []), "--", *entrypoint]
