@@ -91,6 +91,7 @@ class Source:
     style: str = ""
     instructions: list[Instruction] = field(default_factory=list)
     gate: "Verdict | None" = None
+    gpu_seconds: float = 0.0  # T2I + gate cost of this image
     sim_truth: dict[str, Any] | None = None  # written and read by simulation backends only
 
 

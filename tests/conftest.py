@@ -2,6 +2,8 @@ import os
 
 import pytest
 
+from conftest_models import tiny_models  # noqa: F401  (session fixture: tiny real checkpoints)
+
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.pop("RAY_ADDRESS", None)

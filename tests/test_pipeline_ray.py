@@ -116,7 +116,7 @@ def test_budget_stops_issuing(ray_local, tmp_path):
 
 def test_refuses_to_overwrite_a_run(small_run):
     out, _ = small_run
-    with pytest.raises(RunError, match="already holds"):
+    with pytest.raises(RunError, match="already holds a complete run"):
         run(small_config(), out)
 
 
@@ -131,3 +131,16 @@ def test_console_script_end_to_end(tmp_path):
     assert "plausibility gate" in r.stdout and "backward consistency" in r.stdout
     manifest = json.loads((tmp_path / "cli" / "manifest.json").read_text())
     assert manifest["seed"] == 3 and manifest["config"]["scheduler"]["budget_gpu_hours"] == 1000
+
+
+def test_disabled_filters_pass_everything_visibly(ray_local, tmp_path):
+    cfg = small_config(**{"gate.enabled": False, "prefilter.enabled": False, "lowlevel.enabled": False,
+                          "task.num_scenes": 4, "sources.seeds_per_prompt": 2})
+    run(cfg, tmp_path / "off")
+    st = json.loads((tmp_path / "off" / "funnel.json").read_text())["stages"]
+    for stage in ("gate", "prefilter", "lowlevel"):
+        assert st[stage]["kept"] == st[stage]["in"] > 0
+    assert st["gate"]["notes"]["gate_disabled"] == st["gate"]["in"]
+    att = pq.read_table(sorted((tmp_path / "off" / "data").glob("attempts-*.parquet"))).to_pylist()
+    assert {a["prefilter_raw"] for a in att} == {"prefilter disabled"}
+    assert {a["lowlevel_raw"] for a in att} == {"low-level check disabled"}

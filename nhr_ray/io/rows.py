@@ -30,10 +30,12 @@ def source_row(s: Source, fmt: str) -> dict[str, Any]:
         "instructions": [i.text for i in s.instructions],
         "categories": [i.category for i in s.instructions],
         "image": image_struct(encode(s.image, fmt) if s.image is not None else None, f"{s.source_id}.{fmt}"),
+        "verdict_stage": g.stage if g else None,
         "gate_keep": bool(g.keep) if g else None,
         "gate_outcome": g.outcome if g else None,
         "gate_reason": g.reason if g else None,
         "gate_raw": g.raw if g else None,
+        "gpu_seconds": s.gpu_seconds,
         "sim_truth": _truth_json(s.sim_truth),
     }
 

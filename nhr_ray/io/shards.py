@@ -1,28 +1,28 @@
 """Parquet shards written as results come: rows are buffered and flushed every `rows_per_shard` rows
-into `<dir>/<prefix>-<NNNNN>.parquet`. A shard is written to a hidden temporary name and renamed when
-complete, so a crash never leaves a half-written file under a name readers look at."""
+into `data/<prefix>-<NNNNN>.parquet` of a Store (local or remote). Each shard is written complete
+under a temporary name and moved into place, so a crash never leaves a half-written shard under a
+name readers look at; a resumed run continues the numbering."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+from nhr_ray.io.store import Store
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 
 
 class ShardWriter:
-    def __init__(self, directory: str | Path, prefix: str, schema: pa.Schema, rows_per_shard: int = 1000):
-        self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, store: Store, prefix: str, schema: pa.Schema, rows_per_shard: int = 1000, directory: str = "data"):
+        self.store = store
+        self.dir = directory
         self.prefix = prefix
         self.schema = schema
         self.rows_per_shard = rows_per_shard
         self.buffer: list[dict[str, Any]] = []
-        self.shards = len(list(self.dir.glob(f"{prefix}-*.parquet")))
+        self.shards = len(store.glob(directory, f"{prefix}-"))
         self.rows = 0
 
     def write(self, rows: list[dict[str, Any]]) -> None:
@@ -38,24 +38,14 @@ class ShardWriter:
 
     def _flush(self, rows: list[dict[str, Any]]) -> None:
         table = pa.Table.from_pylist(rows, schema=self.schema)
-        final = self.dir / f"{self.prefix}-{self.shards:05d}.parquet"
-        tmp = self.dir / f".{final.name}.tmp"
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
+        self.store.write_table(f"{self.dir}/{self.prefix}-{self.shards:05d}.parquet", table)
         self.shards += 1
         self.rows += len(rows)
 
 
-def shard_paths(directory: str | Path, prefix: str) -> list[Path]:
-    return sorted(Path(directory).glob(f"{prefix}-*.parquet"))
-
-
-def iter_rows(directory: str | Path, prefix: str, columns: list[str] | None = None, batch_rows: int = 256) -> Iterator[dict]:
-    for p in shard_paths(directory, prefix):
-        f = pq.ParquetFile(p)
-        for batch in f.iter_batches(batch_size=batch_rows, columns=columns):
+def iter_rows(store: Store, prefix: str, columns: list[str] | None = None, batch_rows: int = 256) -> Iterator[dict]:
+    for p in store.glob("data", f"{prefix}-"):
+        for batch in store.parquet(p).iter_batches(batch_size=batch_rows, columns=columns):
             yield from batch.to_pylist()
 
 
@@ -63,8 +53,8 @@ SOURCES_SCHEMA = pa.schema([
     ("source_id", pa.string()), ("scene_id", pa.string()), ("prompt", pa.string()), ("style", pa.string()),
     ("source_seed", pa.int64()), ("img_width", pa.int32()), ("img_height", pa.int32()),
     ("instructions", pa.list_(pa.string())), ("categories", pa.list_(pa.string())),
-    ("image", IMAGE), ("gate_keep", pa.bool_()), ("gate_outcome", pa.string()), ("gate_reason", pa.string()),
-    ("gate_raw", pa.string()), ("sim_truth", pa.string()),
+    ("image", IMAGE), ("verdict_stage", pa.string()), ("gate_keep", pa.bool_()), ("gate_outcome", pa.string()),
+    ("gate_reason", pa.string()), ("gate_raw", pa.string()), ("gpu_seconds", pa.float64()), ("sim_truth", pa.string()),
 ])  # fmt: skip
 
 _VERDICT_COLS = []

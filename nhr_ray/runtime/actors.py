@@ -4,10 +4,10 @@ and a Pool spreads batches over a role's actors with a bounded number in flight 
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: F401  (issue 9: locality)
 
 from nhr_ray.stages.base import Stage
 
@@ -31,17 +31,28 @@ class StageActor:
 
         self.config = RunConfig.model_validate_json(config_json)
         self.stage = stage_cls(self.config)
+        self.role = role or "cpu"
         self.ready = False
+        self.latency = None
 
     def setup(self) -> str:
         if not self.ready:
+            from ray.util.metrics import Histogram
+
+            from nhr_ray.runtime.metrics import LATENCY_BOUNDARIES
+
             self.stage.setup()
+            self.latency = Histogram("nhr_call_latency_seconds", "Seconds per actor call (one batch).",
+                                     boundaries=LATENCY_BOUNDARIES, tag_keys=("role",))
             self.ready = True
         return ray.get_runtime_context().get_node_id()
 
     def process(self, *args):
         self.setup()
-        return self.stage.process(*[_resolve(a) for a in args])
+        t0 = time.perf_counter()
+        out = self.stage.process(*[_resolve(a) for a in args])
+        self.latency.observe(time.perf_counter() - t0, tags={"role": self.role})
+        return out
 
     def process_first(self, *args):
         """process() and keep only the rows (the attempt chain reads tallies off the rows)."""
@@ -59,11 +70,15 @@ class StageActor:
 class Pool:
     """A role's actors. `submit` picks the least-loaded actor; callers bound what is in flight."""
 
-    def __init__(self, role: str, stage_cls: type[Stage], cfg, n: int, num_gpus: float, num_cpus: float):
+    def __init__(self, role: str, stage_cls: type[Stage], cfg, n: int, num_gpus: float, num_cpus: float,
+                 name_prefix: str | None = None):
         self.role = role
         cfg_json = cfg.model_dump_json()
-        opts = dict(num_gpus=num_gpus, num_cpus=num_cpus, name=None)
-        self.actors = [StageActor.options(**opts).remote(stage_cls, cfg_json, role) for _ in range(n)]
+        self.actors = [
+            StageActor.options(num_gpus=num_gpus, num_cpus=num_cpus,
+                               name=f"{name_prefix}-{role}-{k}" if name_prefix else None).remote(stage_cls, cfg_json, role)
+            for k in range(n)
+        ]
         self.load = [0] * n
         self._rr = itertools.count()
         self.gpus_per_actor = num_gpus

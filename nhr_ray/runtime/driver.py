@@ -3,7 +3,14 @@
 Every batch of work is a chain of actor calls submitted at once (Ray passes each stage's rows to the
 next as object refs), so no actor waits on the driver between stages. The driver only tops up the
 chains, writes finished rows to Parquet shards and feeds the scheduler; it never holds the dataset:
-source images live in the object store until their jobs are drawn, results go to disk as they come.
+source images live in the object store until their jobs are done, results go to storage as they come.
+
+Durable record and resume: design answers are saved per request (state/design-NNNN.json), sources
+and attempts as Parquet shards. A resumed run reads them back, skips what is done, and redoes what
+was in flight; since every outcome is a function of (seed, id), the result is the same.
+
+Faults: a batch whose actor died is re-issued once (the actor is restarted by Ray); a second loss
+makes its rows counted failures. Nothing is lost silently and nothing is run twice to completion.
 """
 
 from __future__ import annotations
@@ -11,20 +18,22 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from nhr_ray.io.images import decode
 from nhr_ray.io.rows import attempt_row, source_row
-from nhr_ray.io.shards import ATTEMPTS_SCHEMA, SOURCES_SCHEMA, ShardWriter
-from nhr_ray.records import Verdict
+from nhr_ray.io.shards import ATTEMPTS_SCHEMA, SOURCES_SCHEMA, ShardWriter, iter_rows
+from nhr_ray.io.store import Store
+from nhr_ray.records import Instruction, Scene, Source, Verdict
 from nhr_ray.runtime.actors import Pool
 from nhr_ray.runtime.funnel import Funnel
+from nhr_ray.runtime.metrics import RunMetrics
 from nhr_ray.runtime.progress import Progress
 from nhr_ray.scheduler.actor import SchedulerActor
+from nhr_ray.stages.base import Tally
 from nhr_ray.stages.design import DesignStage
 from nhr_ray.stages.edit import EditStage
 from nhr_ray.stages.gate import GateStage
@@ -36,13 +45,14 @@ from nhr_ray.stages.validate import ValidateStage
 log = logging.getLogger(__name__)
 
 STAGE_ROLE = {"edit": "editor", "prefilter": "prefilter", "lowlevel": "cpu", "validate": "validator"}
+ATTEMPT_STAGES = ("edit", "prefilter", "lowlevel", "validate")
 
 
-@dataclass
 class Usage:
     """API usage summed by role (tokens, calls, usd)."""
 
-    by_role: dict[str, dict[str, float]] = field(default_factory=lambda: collections.defaultdict(lambda: collections.defaultdict(float)))
+    def __init__(self) -> None:
+        self.by_role: dict[str, dict[str, float]] = collections.defaultdict(lambda: collections.defaultdict(float))
 
     def add(self, role: str, usage: dict[str, float]) -> None:
         for k, v in usage.items():
@@ -52,19 +62,39 @@ class Usage:
         return {r: dict(u) for r, u in self.by_role.items()}
 
 
+def _tally_from_dict(stage: str, d: dict) -> Tally:
+    t = Tally(stage, d["in"], d["kept"])
+    t.dropped.update(d.get("dropped", {}))
+    t.failed.update(d.get("failed", {}))
+    t.notes.update(d.get("notes", {}))
+    return t
+
+
+def _scene_to_json(s: Scene) -> dict:
+    return {"scene_id": s.scene_id, "prompt": s.prompt, "style": s.style,
+            "instructions": [[i.text, i.category] for i in s.instructions]}
+
+
+def _scene_from_json(d: dict) -> Scene:
+    return Scene(d["scene_id"], d["prompt"], [Instruction(j, t, c) for j, (t, c) in enumerate(d["instructions"])], d["style"])
+
+
 class Miner:
     """One run's streaming phase (stages 1-8). `finalize.py` does best-of, inversion, composition and
     backward consistency afterwards from what this wrote."""
 
-    def __init__(self, cfg, out_dir: Path):
+    def __init__(self, cfg, store: Store, run_name: str = "nhr"):
         self.cfg = cfg
-        self.out = out_dir
+        self.store = store
         self.funnel = Funnel()
         self.usage = Usage()
+        self.run_name = run_name
+        self.metrics = RunMetrics(run_name)
         self.progress = Progress(cfg.output.progress)
-        data = out_dir / "data"
-        self.src_writer = ShardWriter(data, "sources", SOURCES_SCHEMA, cfg.output.shard_rows)
-        self.att_writer = ShardWriter(data, "attempts", ATTEMPTS_SCHEMA, cfg.output.shard_rows)
+        self.src_writer = ShardWriter(store, "sources", SOURCES_SCHEMA, cfg.output.shard_rows)
+        self.att_writer = ShardWriter(store, "attempts", ATTEMPTS_SCHEMA, cfg.output.shard_rows)
+        self.retried: set[str] = set()
+        self.reissued = 0
 
     # -- setup ---------------------------------------------------------------------------------
     def start_pools(self) -> None:
@@ -72,19 +102,20 @@ class Miner:
 
         def pool(role: str, stage_cls) -> Pool:
             rc = cfg.role(role)
-            return Pool(role, stage_cls, cfg, rc.actors, rc.num_gpus, rc.num_cpus)
+            return Pool(role, stage_cls, cfg, rc.actors, rc.num_gpus, rc.num_cpus, self.run_name)
 
         self.pools = {
             "designer": pool("designer", DesignStage),
-            "t2i": pool("t2i", SourceStage),
+            "t2i": pool("t2i", SourceStage if cfg.sources.kind == "t2i" else _photo_stage()),
             "gate": pool("gate", GateStage),
             "editor": pool("editor", EditStage),
             "prefilter": pool("prefilter", PrefilterStage),
             "validator": pool("validator", ValidateStage),
-            "cpu": Pool("cpu", LowLevelStage, cfg, cfg.ray.cpu_workers, 0, 0.5),
+            "cpu": Pool("cpu", LowLevelStage, cfg, cfg.ray.cpu_workers, 0, 0.5, self.run_name),
         }
         s = cfg.scheduler
-        self.scheduler = SchedulerActor.remote(
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.scheduler = SchedulerActor.options(scheduling_strategy=here).remote(  # lives and dies with the driver's node
             run_seed=cfg.seed,
             attempts_per_pair=cfg.edit.attempts_per_instruction,
             unit=s.unit,
@@ -96,85 +127,153 @@ class Miner:
     def shutdown(self) -> None:
         for p in getattr(self, "pools", {}).values():
             p.shutdown()
+        self.pools = {}
+
+    # -- resume --------------------------------------------------------------------------------
+    def _load_designs(self) -> dict[int, dict]:
+        done = {}
+        for p in self.store.glob("state", "design-", ".json"):
+            d = json.loads(self.store.fs.open_input_stream(p).read().decode())
+            done[d["request"]] = d
+        return done
+
+    def _resume_sources(self) -> tuple[set[str], list[tuple[str, list[str]]]]:
+        """Sources already written: their ids, and the surviving ones (put back in the object store)."""
+        done: set[str] = set()
+        items = []
+        limit = self.cfg.output.max_image_pixels
+        for r in iter_rows(self.store, "sources"):
+            done.add(r["source_id"])
+            stage = r["verdict_stage"]
+            v = Verdict(stage, bool(r["gate_keep"]), r["gate_reason"], r["gate_raw"] or "", failed=r["gate_outcome"] == "failed")
+            if stage == "gate":
+                self.funnel.tally("sources").keep()
+            self.funnel.tally(stage).add(v)
+            self.scheduler.charge.remote("t2i+gate", "sources", r["gpu_seconds"] or 0.0)
+            if stage == "gate" and v.keep:
+                insts = [Instruction(j, t, c) for j, (t, c) in enumerate(zip(r["instructions"], r["categories"]))]
+                truth = json.loads(r["sim_truth"]) if r["sim_truth"] else None
+                src = Source(r["source_id"], r["scene_id"], r["prompt"], r["source_seed"], r["img_width"], r["img_height"],
+                             decode(r["image"]["bytes"], limit), r["style"], insts, v, r["gpu_seconds"] or 0.0, truth)
+                self._admit(src)
+                items.append((src.source_id, [i.category for i in insts]))
+        return done, items
+
+    def _resume_attempts(self) -> set[str]:
+        done = set()
+        cols = ["attempt_id", "source_id", "gpu_seconds", *[f"{s}_{x}" for s in ATTEMPT_STAGES for x in ("outcome", "reason")]]
+        costs = []
+        for r in iter_rows(self.store, "attempts", columns=cols):
+            done.add(r["attempt_id"])
+            for st in ATTEMPT_STAGES:
+                if r[f"{st}_outcome"] is not None:
+                    self.funnel.tally(st).add(Verdict(st, r[f"{st}_outcome"] == "kept", r[f"{st}_reason"],
+                                                      failed=r[f"{st}_outcome"] == "failed"))
+            costs.append((r["attempt_id"], {"edit": ("editor", r["gpu_seconds"] or 0.0)}, None))
+            self._job_done(r["source_id"])
+        for k in range(0, len(costs), 5000):
+            self.scheduler.complete_batch.remote(costs[k : k + 5000])
+        return done
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        cfg = self.cfg
-        t = cfg.task
+        cfg, t = self.cfg, self.cfg.task
         n_requests_needed = -(-t.num_scenes // t.items_per_request)
         max_requests = 2 * n_requests_needed + 1  # re-ask for what malformed answers lost
-        next_request, scenes_ok = 0, 0
-        source_queue: collections.deque = collections.deque()
-        inflight: dict[ray.ObjectRef, tuple[str, str, int, Any]] = {}
-        per_actor = {r: cfg.role(r).max_in_flight for r in ("designer", "t2i", "gate", "editor", "prefilter", "validator")}
-        per_actor["cpu"] = 4
         self.source_refs: dict[str, ray.ObjectRef] = {}
         self.jobs_left: collections.Counter = collections.Counter()
-        self.scenes_used = 0
-        pending_jobs = 0
-        exhausted = False
-        sched_stats: dict[str, Any] = {}
+        designs = self._load_designs()  # request index -> saved answer (resume)
+        done_sources, resumed_items = self._resume_sources()
+        if resumed_items:
+            self.scheduler.add_sources.remote(resumed_items)
+        self.done_attempts = self._resume_attempts()
+        for d in designs.values():
+            self.funnel.merge(_tally_from_dict("design", d["tally"]))
+            for u in d["usage"]:
+                self.usage.add("designer", u)
+        cursor, scenes_used = 0, 0  # scenes are taken in request order, whatever order answers come in
+        source_queue: collections.deque = collections.deque()
+        inflight: dict[ray.ObjectRef, tuple[str, Any]] = {}
+        per_actor = {r: cfg.role(r).max_in_flight for r in ("designer", "t2i", "gate", "editor", "prefilter", "validator")}
+        per_actor["cpu"] = 4
+        next_request = 0
+        pending_jobs, exhausted, stats = 0, False, {}
+        if cfg.sources.kind == "images":  # real photos: no design step, one source task per photo
+            from nhr_ray.stages.photos import photo_tasks
 
+            source_queue.extend(x for x in photo_tasks(cfg.sources.images) if f"{x[0].scene_id}.n00" not in done_sources)
+            next_request = max_requests
+
+        def advance_scenes() -> None:
+            nonlocal cursor, scenes_used
+            while cursor in designs and scenes_used < t.num_scenes:
+                for sd in designs[cursor]["scenes"][: t.num_scenes - scenes_used]:
+                    sc = _scene_from_json(sd)
+                    source_queue.extend(x for x in source_tasks(sc, cfg.sources.seeds_per_prompt)
+                                        if f"{sc.scene_id}.n{x[1]:02d}" not in done_sources)
+                    scenes_used += 1
+                cursor += 1
+
+        advance_scenes()
         while True:
-            # 1. design: enough scene prompts, re-asking when answers were lost
+            # 1. design, in request order, until enough scenes (re-asking for what was lost)
             while (
                 self.pools["designer"].capacity(per_actor["designer"]) > 0
-                and scenes_ok + self._designs_inflight(inflight) * t.items_per_request < t.num_scenes
                 and next_request < max_requests
+                and scenes_used + t.items_per_request * sum(1 for k, _ in inflight.values() if k == "design")
+                + sum(len(designs[i]["scenes"]) for i in designs if i >= cursor) < t.num_scenes
                 and not exhausted
             ):
-                i, ref = self.pools["designer"].call("process", [next_request])
-                inflight[ref] = ("design", "designer", i, next_request)
+                if next_request not in designs:
+                    i, ref = self.pools["designer"].call("process", [next_request])
+                    inflight[ref] = ("design", (i, next_request))
                 next_request += 1
             # 2. sources first (cheap, and they feed the queue), chained into the gate
             while source_queue and not exhausted and self.pools["t2i"].capacity(per_actor["t2i"]) > 0 \
                     and self.pools["gate"].capacity(per_actor["gate"]) > 0:
                 batch = [source_queue.popleft() for _ in range(min(cfg.sources.batch_size, len(source_queue)))]
-                i, t2i_ref = self.pools["t2i"].call("process", batch)
-                j, ref = self.pools["gate"].call("process_then", t2i_ref)
-                inflight[ref] = ("sources", "gate", j, i)
+                self._submit_sources(batch, inflight)
             # 3. edit chains: editor -> prefilter -> low-level (CPU) -> validator
             while not exhausted and self.pools["editor"].capacity(per_actor["editor"]) > 0:
-                jobs, sched_stats = ray.get(self.scheduler.draw.remote(cfg.scheduler.batch_size))
-                exhausted = sched_stats["budget_exhausted"]
-                pending_jobs = sched_stats["jobs_pending"]
+                jobs, stats = ray.get(self.scheduler.draw.remote(cfg.scheduler.batch_size))
+                exhausted, pending_jobs = stats["budget_exhausted"], stats["jobs_pending"]
                 if not jobs:
                     break
-                self._submit_chain(jobs, inflight)
-            design_done = (scenes_ok >= t.num_scenes or next_request >= max_requests) and not self._designs_inflight(inflight)
+                todo = [j for j in jobs if j.attempt_id not in self.done_attempts]
+                if len(todo) < len(jobs):  # done before a restart: nothing to run, nothing to pay
+                    self.scheduler.complete_batch.remote([(j.attempt_id, {}, None) for j in jobs if j.attempt_id in self.done_attempts])
+                if todo:
+                    self._submit_chain(todo, inflight)
+            design_done = (scenes_used >= t.num_scenes or next_request >= max_requests) and not any(
+                k == "design" for k, _ in inflight.values())
             if not inflight and (exhausted or (design_done and not source_queue and pending_jobs == 0)):
                 break
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
             for ref in ready:
-                kind, role, actor, extra = inflight.pop(ref)
-                self._release(kind, role, actor, extra)
+                kind, extra = inflight.pop(ref)
                 if kind == "design":
-                    scenes_ok += self._on_design(ref, source_queue)
+                    self._on_design(ref, extra, designs, inflight)
+                    advance_scenes()
                 elif kind == "sources":
-                    pending_jobs += self._on_sources(ref)
+                    pending_jobs += self._on_sources(ref, extra, inflight)
                 else:
-                    self._on_attempts(ref, extra)
-            self.progress.update(self.funnel, sched_stats, exhausted)
+                    self._on_attempts(ref, extra, inflight)
+            self.progress.update(self.funnel, stats, exhausted)
+            self.metrics.gauges(self.pools, stats)
 
         self.src_writer.close()
         self.att_writer.close()
         self.progress.close()
-        ledger = ray.get(self.scheduler.ledger.remote())
-        return {"ledger": ledger, "scheduler": ray.get(self.scheduler.stats.remote()), "usage": self.usage.as_dict()}
+        stats = ray.get(self.scheduler.stats.remote())
+        self.metrics.gauges(self.pools, stats, force=True)
+        return {"ledger": ray.get(self.scheduler.ledger.remote()), "scheduler": stats,
+                "usage": self.usage.as_dict(), "reissued_batches": self.reissued}
 
-    @staticmethod
-    def _designs_inflight(inflight) -> int:
-        return sum(1 for v in inflight.values() if v[0] == "design")
-
-    def _release(self, kind: str, role: str, actor: int, extra: Any) -> None:
-        if kind == "sources":
-            self.pools["gate"].done(actor)
-            self.pools["t2i"].done(extra)
-        elif kind == "chain":
-            for r, i in extra["actors"]:
-                self.pools[r].done(i)
-        else:
-            self.pools[role].done(actor)
+    # -- submitting ----------------------------------------------------------------------------
+    def _submit_sources(self, batch, inflight) -> None:
+        i, t2i_ref = self.pools["t2i"].call("process", batch)
+        j, ref = self.pools["gate"].call("process_then", t2i_ref)
+        inflight[ref] = ("sources", {"batch": batch, "actors": [("t2i", i), ("gate", j)]})
 
     def _submit_chain(self, jobs, inflight) -> None:
         srcs = {j.source_id: self.source_refs[j.source_id] for j in jobs}
@@ -184,98 +283,127 @@ class Miner:
         for role in ("prefilter", "cpu", "validator"):
             i, ref = self.pools[role].call("process_first", ref, srcs)
             used.append((role, i))
-        inflight[ref] = ("chain", "validator", -1, {"actors": used, "jobs": jobs})
+        inflight[ref] = ("chain", {"actors": used, "jobs": jobs})
+
+    def _release(self, extra) -> None:
+        for role, i in extra["actors"]:
+            self.pools[role].done(i)
+
+    def _retry(self, key: str, err: Exception) -> bool:
+        """Re-issue a lost batch once (its actor was restarted by Ray)."""
+        if key in self.retried:
+            return False
+        self.retried.add(key)
+        self.reissued += 1
+        log.warning("re-issuing %s after %s", key, type(err).__name__)
+        return True
 
     # -- results -------------------------------------------------------------------------------
-    def _on_design(self, ref, source_queue) -> int:
+    def _on_design(self, ref, extra, designs, inflight) -> None:
+        actor, req = extra
+        self.pools["designer"].done(actor)
         try:
             scenes, tally, usage = ray.get(ref)
-        except Exception as e:  # the designer actor failed: count the requested items as failed
-            t = self.funnel.tally("design")
-            t.n_in += self.cfg.task.items_per_request
-            t.failed[f"error:{type(e).__name__}"] += self.cfg.task.items_per_request
-            return 0
+        except Exception as e:
+            if self._retry(f"design-{req}", e):
+                i, r = self.pools["designer"].call("process", [req])
+                inflight[r] = ("design", (i, req))
+                return
+            tally, scenes, usage = Tally("design"), [], []
+            tally.n_in += self.cfg.task.items_per_request
+            tally.failed[f"error:{type(e).__name__}"] += self.cfg.task.items_per_request
+        saved = {"request": req, "tally": tally.as_dict(), "usage": usage, "scenes": [_scene_to_json(s) for s in scenes]}
+        self.store.write_json(f"state/design-{req:04d}.json", saved)
+        designs[req] = saved
         self.funnel.merge(tally)
+        self.metrics.tally(tally)
         for u in usage:
             self.usage.add("designer", u)
-        take = scenes[: max(self.cfg.task.num_scenes - self.scenes_used, 0)]
-        if len(take) < len(scenes):
-            self.funnel.tally("design").notes["scenes_beyond_target_unused"] += len(scenes) - len(take)
-        self.scenes_used += len(take)
-        for sc in take:
-            source_queue.extend(source_tasks(sc, self.cfg.sources.seeds_per_prompt))
-        return len(take)
+            self.metrics.usage("designer", u)
 
-    def _on_sources(self, ref) -> int:
+    def _admit(self, s: Source) -> None:
+        self.source_refs[s.source_id] = ray.put(s)
+        self.jobs_left[s.source_id] += len(s.instructions) * self.cfg.edit.attempts_per_instruction
+
+    def _on_sources(self, ref, extra, inflight) -> int:
+        self._release(extra)
         try:
             (sources, t_src, c_src), (sources, t_gate, c_gate) = ray.get(ref)
         except Exception as e:
-            self.funnel.tally("sources").failed[f"error:{type(e).__name__}"] += self.cfg.sources.batch_size
-            self.funnel.tally("sources").n_in += self.cfg.sources.batch_size
+            if self._retry(f"sources-{extra['batch'][0][0].scene_id}.{extra['batch'][0][1]}", e):
+                self._submit_sources(extra["batch"], inflight)
+                return 0
+            t = self.funnel.tally("sources")
+            t.n_in += len(extra["batch"])
+            t.failed[f"error:{type(e).__name__}"] += len(extra["batch"])
             return 0
-        self.funnel.merge(t_src)
-        self.funnel.merge(t_gate)
+        for tl in (t_src, t_gate):
+            self.funnel.merge(tl)
+            self.metrics.tally(tl)
         self.scheduler.charge.remote("t2i", "sources", c_src)
         self.scheduler.charge.remote("gate", "gate", c_gate)
-        fmt = self.cfg.output.image_format
-        self.src_writer.write([source_row(s, fmt) for s in sources])
-        keep = [s for s in sources if s.gate is not None and s.gate.keep and s.gate.stage == "gate"]
+        self.src_writer.write([source_row(s, self.cfg.output.image_format) for s in sources])
         items = []
-        for s in keep:
-            self.source_refs[s.source_id] = ray.put(s)
-            self.jobs_left[s.source_id] = len(s.instructions) * self.cfg.edit.attempts_per_instruction
-            items.append((s.source_id, [i.category for i in s.instructions]))
+        for s in sources:
+            if s.gate is not None and s.gate.keep and s.gate.stage == "gate":
+                self._admit(s)
+                items.append((s.source_id, [i.category for i in s.instructions]))
         if items:
             self.scheduler.add_sources.remote(items)
         return sum(len(c) for _, c in items) * self.cfg.edit.attempts_per_instruction
 
-    def _on_attempts(self, ref, extra) -> None:
+    def _on_attempts(self, ref, extra, inflight) -> None:
+        self._release(extra)
         jobs = extra["jobs"]
         try:
             attempts = ray.get(ref)
-        except Exception as e:  # an actor of the chain died: every job of the batch is a counted failure
+        except Exception as e:  # an actor of the chain died
+            if self._retry(f"chain-{jobs[0].attempt_id}", e):
+                self._submit_chain(jobs, inflight)
+                return
             reason = f"error:{type(e).__name__}"
             t = self.funnel.tally("edit")
             t.n_in += len(jobs)
             t.failed[reason] += len(jobs)
+            self.metrics.verdict("edit", "failed", reason, len(jobs))
             self.scheduler.complete_batch.remote([(j.attempt_id, {}, None) for j in jobs])
-            self._forget_sources(j.source_id for j in jobs)
+            for j in jobs:
+                self._job_done(j.source_id)
             return
         fmt, keep_img = self.cfg.output.image_format, self.cfg.output.attempt_images
         rows, done = [], []
         for a in attempts:
             self.funnel.add_attempt_verdicts(a.verdicts)
+            for v in a.verdicts:
+                self.metrics.verdict(v.stage, v.outcome, v.reason)
             if a.usage:
                 self.usage.add("validator", a.usage)
+                self.metrics.usage("validator", a.usage)
             rows.append(attempt_row(a, fmt, keep_img))
             costs = {st: (STAGE_ROLE[st], s) for st, s in a.gpu_seconds.items()}
             pv = next((v for v in a.verdicts if v.stage == "prefilter"), None)
             vv = next((v for v in a.verdicts if v.stage == "validate"), None)
-            result = {
+            done.append((a.job.attempt_id, costs, {
                 "category": a.instruction.category,
                 "prefilter_pass": bool(pv and pv.keep),
                 "validator_pass": bool(vv and vv.keep),
                 "reason": a.last.reason if a.last else None,
                 "score": rows[-1]["score"],
-            }
-            done.append((a.job.attempt_id, costs, result))
+            }))
         self.att_writer.write(rows)
         self.scheduler.complete_batch.remote(done)
-        self._forget_sources(j.source_id for j in jobs)
+        for j in jobs:
+            self._job_done(j.source_id)
 
-    def _forget_sources(self, source_ids) -> None:
+    def _job_done(self, sid: str) -> None:
         """Drop the driver's reference to a source image once all its jobs are done."""
-        for sid in source_ids:
-            self.jobs_left[sid] -= 1
-            if self.jobs_left[sid] <= 0:
-                self.source_refs.pop(sid, None)
-                del self.jobs_left[sid]
+        self.jobs_left[sid] -= 1
+        if self.jobs_left[sid] <= 0 and sid in self.source_refs:
+            del self.source_refs[sid]
+            del self.jobs_left[sid]
 
 
-def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    tmp.replace(path)
+def _photo_stage():
+    from nhr_ray.stages.photos import PhotoSourceStage
 
-
-__all__ = ["Miner", "Verdict", "write_json"]
+    return PhotoSourceStage

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
-from nhr_ray.io.shards import TRIPLETS_SCHEMA, ShardWriter, shard_paths
+from nhr_ray.io.shards import TRIPLETS_SCHEMA, ShardWriter
+from nhr_ray.io.store import Store
 from nhr_ray.records import geometric_score, sample_id, stable_hash
 from nhr_ray.runtime.actors import Pool
 from nhr_ray.stages.compose import compose_source
@@ -31,12 +33,12 @@ from nhr_ray.stages.select import select_best
 WINNERS_PER_BUCKET = 4000
 
 
-def _bucket_files(paths: list[Path], keep: Any, key: str, n: int, work: Path, prefix: str) -> list[Path]:
-    """Copy rows whose `key` is in `keep` into n bucket files by hash(source_id)."""
+def _bucket_files(store: Store, paths: list[str], keep: Any, key: str, n: int, work: Path, prefix: str) -> list[Path]:
+    """Copy rows whose `key` is in `keep` into n local bucket files by hash(source_id)."""
     outs = [work / f"{prefix}-{b:04d}.parquet" for b in range(n)]
     writers: dict[int, pq.ParquetWriter] = {}
     for p in paths:
-        f = pq.ParquetFile(p)
+        f = store.parquet(p)
         for batch in f.iter_batches(batch_size=512):
             t = pa.Table.from_batches([batch])
             mask = pa.array([v in keep for v in t.column(key).to_pylist()])
@@ -113,15 +115,17 @@ def _map(pool: Pool, method: str, items: list, batch: int) -> list:
     return out
 
 
-def finalize(cfg, out_dir: Path, funnel, usage) -> dict[str, int]:
-    data, work = out_dir / "data", out_dir / "work"
-    work.mkdir(exist_ok=True)
+def finalize(cfg, store: Store, funnel, usage, run_name: str = "nhr") -> dict[str, int]:
+    """Deterministic: a crash here is recovered by deleting the triplet shards and running it again."""
+    for p in store.glob("data", "triplets-"):
+        store.delete(p)
+    work = Path(tempfile.mkdtemp(prefix="nhr-finalize-"))
     seed = cfg.seed
-    att_paths = shard_paths(data, "attempts")
+    att_paths = store.glob("data", "attempts-")
     cols = ["pair_id", "attempt_id", "source_id", "attempt_index", "adherence", "aesthetics", "kept"]
     validated = []
     for p in att_paths:
-        t = pq.read_table(p, columns=cols)
+        t = store.read_table(p, columns=cols)
         validated.extend(r for r in t.to_pylist() if r["kept"])
     winners = select_best(validated)
     t = funnel.tally("best_of")
@@ -130,17 +134,21 @@ def finalize(cfg, out_dir: Path, funnel, usage) -> dict[str, int]:
     win_ids = {r["attempt_id"] for r in winners.values()}
     src_ids = {r["source_id"] for r in winners.values()}
     n_buckets = max(1, math.ceil(len(winners) / WINNERS_PER_BUCKET))
-    win_files = _bucket_files(att_paths, win_ids, "attempt_id", n_buckets, work, "winners")
-    src_files = _bucket_files(shard_paths(data, "sources"), src_ids, "source_id", n_buckets, work, "sources")
+    win_files = _bucket_files(store, att_paths, win_ids, "attempt_id", n_buckets, work, "winners")
+    src_files = _bucket_files(store, store.glob("data", "sources-"), src_ids, "source_id", n_buckets, work, "sources")
 
     rc_inv, rc_val = cfg.role("inverter"), cfg.role("validator")
-    inv_pool = Pool("inverter", InvertStage, cfg, rc_inv.actors, rc_inv.num_gpus, rc_inv.num_cpus) if cfg.inversion.enabled else None
+    inv_pool = (
+        Pool("inverter", InvertStage, cfg, rc_inv.actors, rc_inv.num_gpus, rc_inv.num_cpus, run_name)
+        if cfg.inversion.enabled
+        else None
+    )
     con_pool = (
-        Pool("validator", ConsistencyStage, cfg, rc_val.actors, rc_val.num_gpus, rc_val.num_cpus)
+        Pool("validator", ConsistencyStage, cfg, rc_val.actors, rc_val.num_gpus, rc_val.num_cpus, f"{run_name}-consistency")
         if cfg.inversion.enabled and cfg.consistency.enabled
         else None
     )
-    writer = ShardWriter(data, "triplets", TRIPLETS_SCHEMA, cfg.output.shard_rows)
+    writer = ShardWriter(store, "triplets", TRIPLETS_SCHEMA, cfg.output.shard_rows)
     counts = defaultdict(int)
     try:
         for wf, sf in zip(win_files, src_files):

@@ -6,6 +6,7 @@ import datetime as dt
 import importlib.metadata as md
 import logging
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ import ray
 from nhr_ray.config import RunConfig
 from nhr_ray.roles import ROLE_KINDS, backend_class
 from nhr_ray.runtime.cluster import check_capacity, connect
-from nhr_ray.runtime.driver import Miner, write_json
+from nhr_ray.io.store import Store
+from nhr_ray.runtime.driver import Miner
 from nhr_ray.runtime.finalize import finalize
 from nhr_ray.runtime.funnel import format_table
 
@@ -65,23 +67,75 @@ def model_names(cfg: RunConfig) -> dict[str, str]:
     return out
 
 
+STATE_FORMAT = "nhr-ray-run/1"
+VOLATILE = ("output.progress", "ray")  # may differ between a run and its resumption
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and k != "options":
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def fingerprint(cfg: RunConfig) -> dict[str, Any]:
+    flat = _flat(cfg.model_dump(mode="json"))
+    return {k: v for k, v in flat.items() if not any(k == p or k.startswith(p + ".") for p in VOLATILE)}
+
+
+def open_output(cfg: RunConfig, out: str) -> tuple[Store, bool]:
+    """The output location, and whether this is a resumption. Refuses what it must not touch."""
+    store = Store(out)
+    fp = fingerprint(cfg)
+    if store.exists("manifest.json"):
+        raise RunError(f"{out} already holds a complete run; choose a new --out directory")
+    if store.exists("state/run.json"):
+        try:
+            state = store.read_json("state/run.json")
+        except (ValueError, OSError) as e:
+            raise RunError(f"{out}/state/run.json is unreadable ({type(e).__name__}); refusing to resume") from None
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise RunError(f"{out}/state/run.json is not an nhr-ray run state; refusing to resume")
+        old = state.get("fingerprint", {})
+        diff = sorted(k for k in set(old) | set(fp) if old.get(k) != fp.get(k))
+        if diff:
+            raise RunError(f"{out} holds a run with another config (differs at {', '.join(diff[:5])}); "
+                           "resume with the same config or choose a new --out")
+        store.clean_temporaries("data")
+        store.clean_temporaries("state")
+        return store, True
+    if store.glob("data", ""):
+        raise RunError(f"{out} holds data of an unknown run; choose a new --out directory")
+    store.makedirs()
+    store.write_json("state/run.json", {"format": STATE_FORMAT, "fingerprint": fp,
+                                        "started": dt.datetime.now(dt.timezone.utc).isoformat()})
+    return store, False
+
+
 def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
-    out = Path(out_dir)
-    if (out / "data").exists() and any((out / "data").glob("*.parquet")):
-        raise RunError(f"{out} already holds a run's data; choose a new --out directory")
-    out.mkdir(parents=True, exist_ok=True)
+    """Mine into out_dir (a path or a pyarrow.fs URI such as s3://bucket/run). Running again with the
+    same config and out_dir after a crash resumes the run."""
     preflight(cfg)
+    store, resumed = open_output(cfg, str(out_dir))
     started_at = dt.datetime.now(dt.timezone.utc)
     t0 = time.monotonic()
+    run_name = f"nhr-{uuid.uuid4().hex[:8]}"
     started_ray = connect(cfg)
     miner = None
     try:
         check_capacity(cfg, list(ROLE_KINDS))
-        miner = Miner(cfg, out)
+        miner = Miner(cfg, store, run_name)
         miner.start_pools()
         mined = miner.run()
         miner.shutdown()
-        counts = finalize(cfg, out, miner.funnel, miner.usage)
+        counts = finalize(cfg, store, miner.funnel, miner.usage, run_name)
+        for k, v in counts.items():
+            if k.startswith("final_"):
+                miner.metrics.triplets.inc(v, tags={"kind": k[6:]})
     except RuntimeError as e:
         if isinstance(e, RunError):
             raise
@@ -94,19 +148,23 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     wall = time.monotonic() - t0
     models = model_names(cfg)
     funnel = miner.funnel.as_dict(models)
-    funnel["api_usage"] = mined["usage"]
-    write_json(out / "funnel.json", funnel)
+    # after finalize: inversion and the consistency re-scoring spend API calls too
+    api_usage = miner.usage.as_dict()
+    funnel["api_usage"] = api_usage
+    store.write_json("funnel.json", funnel)
     manifest = {
         "config": cfg.model_dump(mode="json"),
         "versions": versions(),
         "seed": cfg.seed,
         "started": started_at.isoformat(),
         "ended": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "resumed": resumed,
         "wall_seconds": wall,
         "gpu_hours": mined["ledger"],
         "scheduler": mined["scheduler"],
-        "api_usage": mined["usage"],
+        "api_usage": api_usage,
+        "reissued_batches": mined["reissued_batches"],
         "triplets": counts,
     }
-    write_json(out / "manifest.json", manifest)
+    store.write_json("manifest.json", manifest)  # written last: its presence marks a complete run
     return {"funnel": funnel, "manifest": manifest, "table": format_table(funnel["table"])}

@@ -156,5 +156,6 @@ class JobScheduler:
             "jobs_in_flight": len(self.inflight),
             "budget_gpu_hours": None if self.budget_s is None else self.budget_s / 3600,
             "spent_gpu_hours": self.ledger.total / 3600,
+            "busy_by_role_gpu_hours": {k: v / 3600 for k, v in self.ledger.by_role.items()},
             "budget_exhausted": self.exhausted(),
         }

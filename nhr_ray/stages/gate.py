@@ -17,6 +17,12 @@ class GateStage(Stage):
     def process(self, sources: list[Source]) -> tuple[list[Source], Tally, float]:
         tally, cost = Tally(self.name), 0.0
         live = [s for s in sources if s.gate is None]
+        if not self.config.gate.enabled:  # every source passes, visibly
+            for s in live:
+                s.gate = Verdict(self.name, True, "ok", raw="gate disabled")
+                tally.add(s.gate)
+            tally.notes["gate_disabled"] += len(live)
+            return sources, tally, cost
         reqs = [
             VLMRequest(s.source_id, "plausibility", render("plausibility", prompt=s.prompt), [s.image], sim_truth=s.sim_truth)
             for s in live
@@ -24,6 +30,7 @@ class GateStage(Stage):
         answers = self.backend.ask(reqs) if reqs else []
         for s, ans in zip(live, answers):
             cost += ans.gpu_seconds
+            s.gpu_seconds += ans.gpu_seconds
             if ans.error:
                 v = error_verdict(self.name, ans.error, ans.text or "")
             else:

@@ -47,5 +47,6 @@ class SourceStage(Stage):
                 src.gate = v if not v.keep else None
                 tally.add(v)
                 cost += ans.gpu_seconds
+                src.gpu_seconds = ans.gpu_seconds
                 out.append(src)
         return out, tally, cost

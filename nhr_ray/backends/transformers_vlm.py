@@ -1,0 +1,177 @@
+"""Judges (gate, pre-filter, validator) with a Qwen2.5-VL model under plain transformers: the images
+of a request in order, then its prompt, one chat turn, greedy by default. The raw model text is the
+answer; parsing belongs to the stages. Works without torchvision (PIL image processor)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from nhr_ray.backends._common import (
+    CallTimer,
+    TorchOptions,
+    check_local_model,
+    error_text,
+    image_error,
+    require,
+    resolve_model,
+    torch_device,
+    torch_dtype,
+)
+from nhr_ray.roles import Answer, VisionJudge, VLMRequest
+
+
+class TransformersVLMOptions(TorchOptions):
+    model: str = Field("Qwen/Qwen2.5-VL-7B-Instruct", description="Qwen2.5-VL checkpoint: hub id or folder.")
+    model_class: Literal["qwen2_5_vl", "auto"] = Field(
+        "qwen2_5_vl", description="'qwen2_5_vl': Qwen2_5_VLForConditionalGeneration; 'auto': AutoModelForImageTextToText."
+    )
+    temperature: float = Field(0.0, ge=0, description="0: greedy (the paper's ~1e-6 is greedy in effect).")
+    max_new_tokens: int = Field(32, ge=1, description="Answer budget: one word, or a small JSON object.")
+    batch_size: int = Field(8, ge=1, description="Requests per generate() call.")
+    min_pixels: int | None = Field(None, ge=1, description="Image processor's lower pixel bound (None: checkpoint's).")
+    max_pixels: int | None = Field(None, ge=1, description="Image processor's upper pixel bound (None: checkpoint's).")
+    attn_implementation: str | None = Field(None, description="'sdpa', 'flash_attention_2', 'eager'; None: default.")
+    system_prompt: str | None = Field(None, description="System turn; None: the chat template's default.")
+
+
+@functools.lru_cache(maxsize=1)
+def _pil_processor_class():
+    """Qwen2_5_VLProcessor with no video processor: the stock one needs torchvision for video."""
+    from transformers import Qwen2_5_VLProcessor
+
+    class PilQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=chat_template)
+
+    return PilQwen2_5_VLProcessor
+
+
+def _chat_template(path: str, tokenizer) -> str | None:
+    p = Path(path)
+    if (p / "chat_template.jinja").is_file():
+        return (p / "chat_template.jinja").read_text()
+    if (p / "chat_template.json").is_file():
+        return json.loads((p / "chat_template.json").read_text()).get("chat_template")
+    return getattr(tokenizer, "chat_template", None)
+
+
+def load_processor(path: str, min_pixels: int | None = None, max_pixels: int | None = None):
+    """The checkpoint's processor; where AutoProcessor cannot build the image side (no torchvision),
+    the same parts from the PIL image processor, tokenizer and chat template."""
+    from transformers import AutoProcessor, AutoTokenizer
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    kw = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
+    try:
+        proc = AutoProcessor.from_pretrained(path, **kw)
+        if getattr(proc, "image_processor", None) is not None:
+            return proc
+    except Exception:  # noqa: BLE001  (video processor needs torchvision; fall back below)
+        pass
+    tok = AutoTokenizer.from_pretrained(path)
+    improc = Qwen2VLImageProcessorPil.from_pretrained(path, **kw)
+    return _pil_processor_class()(image_processor=improc, tokenizer=tok, chat_template=_chat_template(path, tok))
+
+
+def chat_messages(req: VLMRequest, system: str | None) -> list[dict]:
+    content = [{"type": "image"} for _ in req.images] + [{"type": "text", "text": req.prompt}]
+    msgs = [{"role": "user", "content": content}]
+    if system is not None:
+        msgs.insert(0, {"role": "system", "content": [{"type": "text", "text": system}]})
+    return msgs
+
+
+class TransformersJudge(VisionJudge):
+    """Qwen2.5-VL judge under transformers (greedy; no torchvision needed)."""
+
+    name = "transformers"
+    Options = TransformersVLMOptions
+    options: TransformersVLMOptions
+
+    @classmethod
+    def preflight(cls, options, context) -> None:
+        require("torch", "pip install torch")
+        require("transformers", "pip install 'transformers>=4.50'")
+        check_local_model(options, context)
+
+    def setup(self) -> None:
+        import transformers
+
+        o = self.options
+        self.device = torch_device(o.device)
+        path = resolve_model(o, self.context)
+        cls = (
+            transformers.Qwen2_5_VLForConditionalGeneration
+            if o.model_class == "qwen2_5_vl"
+            else transformers.AutoModelForImageTextToText
+        )
+        kw = {"attn_implementation": o.attn_implementation} if o.attn_implementation else {}
+        self.model = cls.from_pretrained(path, dtype=torch_dtype(o.dtype, self.device), **kw).to(self.device).eval()
+        self.processor = load_processor(path, o.min_pixels, o.max_pixels)
+        self.processor.tokenizer.padding_side = "left"
+
+    def teardown(self) -> None:
+        self.model = self.processor = None
+
+    def ask(self, requests: list[VLMRequest]) -> list[Answer]:
+        timer = CallTimer(self.context)
+        answers = [Answer() for _ in requests]
+        ok = []
+        for i, r in enumerate(requests):
+            err = next((e for e in (image_error(im, min_side=1) for im in r.images) if e), None)
+            if err is None and not isinstance(r.prompt, str):
+                err = "prompt is not text"
+            if err:
+                answers[i].error = err
+            else:
+                ok.append(i)
+        bs = self.options.batch_size
+        for k in range(0, len(ok), bs):
+            chunk = ok[k : k + bs]
+            self._run([requests[i] for i in chunk], [answers[i] for i in chunk])
+        return timer.charge(answers)
+
+    def _run(self, reqs: list[VLMRequest], outs: list[Answer]) -> None:
+        try:
+            results = self._generate(reqs)
+        except Exception as e:  # noqa: BLE001  (one bad item must not fail its batch)
+            if len(reqs) > 1:
+                for r, a in zip(reqs, outs):
+                    self._run([r], [a])
+                return
+            outs[0].error = error_text(e)
+            return
+        for a, (text, n_in, n_out) in zip(outs, results):
+            a.text = text
+            a.usage.update(input_tokens=float(n_in), output_tokens=float(n_out))
+
+    def _generate(self, reqs: list[VLMRequest]) -> list[tuple[str, int, int]]:
+        import torch
+        from PIL import Image
+
+        o = self.options
+        texts = [
+            self.processor.apply_chat_template(chat_messages(r, o.system_prompt), tokenize=False, add_generation_prompt=True)
+            for r in reqs
+        ]
+        images = [Image.fromarray(im) for r in reqs for im in r.images]
+        inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt").to(self.device)
+        gen = dict(max_new_tokens=o.max_new_tokens, do_sample=o.temperature > 0)
+        if o.temperature > 0:
+            gen["temperature"] = o.temperature
+        else:
+            gen.update(temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **gen)
+        new = out[:, inputs["input_ids"].shape[1] :]
+        pad = self.processor.tokenizer.pad_token_id
+        results = []
+        for row, mask in zip(new, inputs["attention_mask"]):
+            n_out = int((row != pad).sum()) if pad is not None else len(row)
+            results.append((self.processor.tokenizer.decode(row, skip_special_tokens=True), int(mask.sum()), n_out))
+        return results

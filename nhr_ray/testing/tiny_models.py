@@ -1,0 +1,309 @@
+"""Tiny random-weight checkpoints, built offline from configs, saved like real ones.
+
+    python -m nhr_ray.testing.tiny_models DIR
+
+writes, in about ten seconds on a laptop CPU:
+
+    DIR/flux-tiny/        FluxPipeline folder (transformer, VAE, CLIP + T5 encoders and tokenizers)
+    DIR/kontext-tiny/     FluxKontextPipeline on the same parts
+    DIR/pix2pix-tiny/     StableDiffusionInstructPix2PixPipeline (UNet with 8 input channels)
+    DIR/qwen25vl-tiny/    Qwen2.5-VL with its tokenizer, PIL image processor and chat template
+
+Each loads back through the same `from_pretrained` path a user's checkpoint takes, so the backends
+run their real code on them. Tokenizers are trained here with the `tokenizers` library: no hub.
+The weights are random: images are noise and judges say nonsense, which is what the tests need.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import string
+import sys
+from pathlib import Path
+
+NAMES = {"t2i": "flux-tiny", "kontext": "kontext-tiny", "pix2pix": "pix2pix-tiny", "vlm": "qwen25vl-tiny"}
+
+_WORDS = (
+    "a an the of on in at with and or to is are red green blue yellow white black small large left right "
+    "top bottom centre center front back behind table chair cat dog apple cup book lamp tree car house "
+    "sky wall floor window remove add make change replace turn into style photo image yes no"
+).split()
+
+
+# ----- tokenizers --------------------------------------------------------------------------------
+
+
+def _byte_chars() -> list[str]:
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    return list(bytes_to_unicode().values())
+
+
+def clip_tokenizer():
+    """Byte-level BPE with CLIP's `</w>` word ends and a few learned merges."""
+    from transformers import CLIPTokenizer
+
+    chars = _byte_chars()
+    vocab: dict[str, int] = {}
+    for c in chars:
+        vocab.setdefault(c, len(vocab))
+    for c in chars:
+        vocab.setdefault(c + "</w>", len(vocab))
+    merges: list[tuple[str, str]] = []
+    for w in ("the", "red", "cat"):  # enough merges to exercise the BPE path
+        parts = list(w[:-1]) + [w[-1] + "</w>"]
+        while len(parts) > 1:
+            a, b = parts[0], parts[1]
+            merges.append((a, b))
+            vocab.setdefault(a + b, len(vocab))
+            parts = [a + b] + parts[2:]
+    for t in ("<|startoftext|>", "<|endoftext|>"):
+        vocab[t] = len(vocab)
+    tok = CLIPTokenizer(vocab=vocab, merges=merges)
+    tok.model_max_length = 77
+    return tok
+
+
+def t5_tokenizer():
+    """Unigram pieces: T5's special tokens, single characters, and a small word list."""
+    from transformers import T5TokenizerFast
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    for c in string.ascii_letters + string.digits + string.punctuation:
+        pieces.append((c, -5.0))
+        pieces.append(("\u2581" + c, -5.5))
+    pieces += [("\u2581" + w, -3.0) for w in _WORDS]
+    seen: set[str] = set()
+    uniq = [p for p in pieces if not (p[0] in seen or seen.add(p[0]))]
+    tok = T5TokenizerFast(vocab=uniq, extra_ids=0)
+    tok.model_max_length = 512
+    return tok
+
+
+QWEN_SPECIAL = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+    "<|image_pad|>", "<|video_pad|>",
+]  # fmt: skip
+
+# Qwen2-VL's conversation format, written out: system turn, then user turns whose image parts
+# become <|vision_start|><|image_pad|><|vision_end|>, then the assistant prefix.
+QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' or 'image' in part %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def qwen_tokenizer():
+    """Byte-level BPE like Qwen2's, with the chat and vision special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {c: i for i, c in enumerate(_byte_chars())}
+    merges: list[tuple[str, str]] = []
+    for w in ("yes", "no"):
+        parts = list(w)
+        while len(parts) > 1:
+            merges.append((parts[0], parts[1]))
+            vocab.setdefault(parts[0] + parts[1], len(vocab))
+            parts = [parts[0] + parts[1]] + parts[2:]
+    core = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    core.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=QWEN_SPECIAL,
+        model_max_length=32768,
+    )
+    tok.chat_template = QWEN_CHAT_TEMPLATE
+    return tok
+
+
+# ----- FLUX ----------------------------------------------------------------------------------------
+
+
+def flux_components(seed: int = 0) -> dict:
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    clip_tok, t5_tok = clip_tokenizer(), t5_tokenizer()
+    torch.manual_seed(seed)
+    clip = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(clip_tok), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+            num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
+            bos_token_id=clip_tok.convert_tokens_to_ids("<|startoftext|>"),
+            eos_token_id=clip_tok.convert_tokens_to_ids("<|endoftext|>"), pad_token_id=1,
+        )
+    )  # fmt: skip
+    t5 = T5EncoderModel(
+        T5Config(
+            vocab_size=len(t5_tok), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+            relative_attention_num_buckets=8, decoder_start_token_id=0,
+        )
+    )  # fmt: skip
+    # 2 down blocks: VAE scale 2; a 64x64 image is 32x32 latents, 16x16 = 256 tokens after packing.
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
+        latent_channels=4, norm_num_groups=4, sample_size=64, use_quant_conv=False,
+        use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035,
+    )  # fmt: skip
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
+        guidance_embeds=False, axes_dims_rope=(4, 6, 6),
+    )  # fmt: skip
+    return {
+        "scheduler": FlowMatchEulerDiscreteScheduler(),
+        "vae": vae,
+        "text_encoder": clip,
+        "tokenizer": clip_tok,
+        "text_encoder_2": t5,
+        "tokenizer_2": t5_tok,
+        "transformer": transformer,
+    }
+
+
+def build_flux(out: Path, seed: int = 0) -> Path:
+    from diffusers import FluxPipeline
+
+    FluxPipeline(**flux_components(seed)).save_pretrained(out)
+    return out
+
+
+def build_kontext(out: Path, seed: int = 0) -> Path:
+    from diffusers import FluxKontextPipeline
+
+    FluxKontextPipeline(**flux_components(seed)).save_pretrained(out)
+    return out
+
+
+# ----- InstructPix2Pix -----------------------------------------------------------------------------
+
+
+def build_pix2pix(out: Path, seed: int = 0) -> Path:
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerAncestralDiscreteScheduler,
+        StableDiffusionInstructPix2PixPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tok = clip_tokenizer()
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=32, in_channels=8, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+        norm_num_groups=4, attention_head_dim=4,
+    )  # fmt: skip
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
+        latent_channels=4, norm_num_groups=4, sample_size=64,
+    )  # fmt: skip
+    clip = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tok), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+            num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
+            bos_token_id=tok.convert_tokens_to_ids("<|startoftext|>"),
+            eos_token_id=tok.convert_tokens_to_ids("<|endoftext|>"), pad_token_id=1,
+        )
+    )  # fmt: skip
+    pipe = StableDiffusionInstructPix2PixPipeline(
+        vae=vae, text_encoder=clip, tokenizer=tok, unet=unet,
+        scheduler=EulerAncestralDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )  # fmt: skip
+    pipe.save_pretrained(out)
+    return out
+
+
+# ----- Qwen2.5-VL ----------------------------------------------------------------------------------
+
+
+def build_qwen25vl(out: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    tok = qwen_tokenizer()
+    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
+    # head_dim = 32 / 2 = 16; mrope_section sums to head_dim / 2
+    text = dict(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+        rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}, rope_theta=10000.0,
+        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+    )  # fmt: skip
+    vision = dict(
+        depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32, patch_size=14,
+        spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1],
+        in_chans=3,
+    )  # fmt: skip
+    cfg = Qwen2_5_VLConfig(
+        text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=True,
+        bos_token_id=text["bos_token_id"], eos_token_id=text["eos_token_id"], pad_token_id=text["pad_token_id"],
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(cfg)
+    model.generation_config.do_sample = False
+    model.generation_config.eos_token_id = text["eos_token_id"]
+    model.generation_config.pad_token_id = text["pad_token_id"]
+    model.save_pretrained(out)
+    # small pixel budget: an image becomes at most 8x8 patches of 14 px, i.e. 16 merged tokens
+    improc = Qwen2VLImageProcessorPil(min_pixels=28 * 28, max_pixels=112 * 112, patch_size=14, merge_size=2)
+    improc.save_pretrained(out)
+    tok.save_pretrained(out)
+    (out / "chat_template.json").write_text(json.dumps({"chat_template": QWEN_CHAT_TEMPLATE}))
+    return out
+
+
+BUILDERS = {"t2i": build_flux, "kontext": build_kontext, "pix2pix": build_pix2pix, "vlm": build_qwen25vl}
+
+
+def build_all(root: str | Path, only: list[str] | None = None) -> dict[str, Path]:
+    """Build every tiny checkpoint under `root` (skipping folders already complete)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    done = {}
+    for key, fn in BUILDERS.items():
+        if only and key not in only:
+            continue
+        path = root / NAMES[key]
+        marker = path / ".complete"
+        if not marker.exists():
+            fn(path)
+            marker.write_text("ok\n")
+        done[key] = path
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m nhr_ray.testing.tiny_models", description=__doc__.split("\n")[0])
+    ap.add_argument("root", help="folder to write the checkpoints into")
+    ap.add_argument("--only", nargs="*", choices=sorted(BUILDERS), help="build only these")
+    args = ap.parse_args(argv)
+    for key, path in build_all(args.root, args.only).items():
+        print(f"{key:8s} {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The token bucket as plain code (a fake clock), and one bucket shared by several Ray actors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from nhr_ray.runtime.ratelimit import TokenBucket, reset_local, shared_limiter
+
+
+class Clock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def drain(bucket, clock, n, tokens=0.0):
+    """Issue n requests the way the backends do (sleep what reserve() says); return send times."""
+    sends = []
+    for _ in range(n):
+        r = bucket.reserve(tokens)
+        sends.append(clock.t + r.wait_s)
+    return sends
+
+
+def test_requests_per_minute_with_one_second_burst():
+    clock = Clock()
+    b = TokenBucket(rpm=600, clock=clock)  # 10/s, burst 10
+    sends = drain(b, clock, 40)
+    assert sends[:10] == [100.0] * 10  # the burst
+    assert sends[10] == pytest.approx(100.1) and sends[-1] == pytest.approx(103.0)
+    # in any window of length w, at most 10 + 10 * w sends
+    for i in range(len(sends)):
+        for j in range(i, len(sends)):
+            assert j - i + 1 <= 10 + 10 * (sends[j] - sends[i]) + 1e-9
+
+
+def test_idle_refill_is_capped_and_tokens_settle_with_real_usage():
+    clock = Clock()
+    b = TokenBucket(rpm=60, tpm=6000, clock=clock)  # 1 request/s, 100 tokens/s, burst 1 s
+    assert b.reserve(100).wait_s == 0
+    clock.t += 3600  # an idle hour buys one second of burst, not an hour
+    assert b.reserve(100).wait_s == 0
+    assert b.reserve(50).wait_s == pytest.approx(1.0)  # request bucket binds
+    b.settle(token_delta=+450)  # the call used 500 tokens, not 50: the next waits for them
+    assert b.reserve(0).wait_s == pytest.approx(5.0)  # 500 tokens of debt at 100/s, not 2 s
+    b2 = TokenBucket(tpm=6000, clock=clock)
+    b2.reserve(100)
+    b2.settle(token_delta=-100)  # refund: nothing was used
+    assert b2.reserve(100).wait_s == 0
+
+
+def test_budget_counts_in_flight_estimates_and_settles():
+    b = TokenBucket(max_usd=1.0)
+    assert b.reserve(usd=0.6).ok and b.reserve(usd=0.3).ok
+    b.settle(usd_estimate=0.6, usd_actual=0.75)  # pending 0.3 + spent 0.75 -> past the limit
+    assert not b.reserve(usd=0.01).ok
+    b.settle(usd_estimate=0.3, usd_actual=0.0)  # the second call failed: costs nothing
+    assert b.reserve(usd=0.1).ok
+    assert b.stats()["spent_usd"] == pytest.approx(0.75)
+
+
+def test_local_buckets_are_shared_by_name():
+    reset_local()
+    a = shared_limiter("gemini:m", rpm=60)
+    b = shared_limiter("gemini:m", rpm=60)
+    c = shared_limiter("openai:o3", rpm=60)
+    assert a.reserve().wait_s == 0 and b.reserve().wait_s == pytest.approx(1.0, abs=0.01)
+    assert c.reserve().wait_s == 0
+    reset_local()
+
+
+@pytest.fixture
+def ray_private(monkeypatch):
+    ray = pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    root = str(Path(__file__).resolve().parents[2])
+    monkeypatch.setenv("PYTHONPATH", root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_one_limiter_shared_by_several_ray_actors_against_a_real_server(ray_private, monkeypatch):
+    """Three validator actors, each with its own Gemini client and 4 threads, share 10 requests/s
+    through the named limiter actor: the server sees the cluster-wide rate, not 3x it."""
+    from nhr_ray.testing.fake_api import FakeAPIServer
+
+    ray = ray_private
+    monkeypatch.setenv("GEMINI_API_KEY", "AIzaRAYtestKEY1234567890abcdef")
+
+    @ray.remote(num_cpus=0)
+    class Validator:
+        def __init__(self, base_url, key):
+            import types
+
+            os.environ["GEMINI_API_KEY"] = key
+            from nhr_ray.config import ApiConfig
+            from nhr_ray.roles import BackendContext, build_backend
+
+            api = ApiConfig.model_validate({"gemini": {"base_url": base_url, "requests_per_minute": 600, "concurrency": 4}})
+            ctx = BackendContext("validator", 0, 0, run_config=types.SimpleNamespace(api=api))
+            self.b = build_backend("validator", "gemini", {}, ctx)
+            self.b.setup()
+
+        def ask(self, n, tag):
+            import numpy as np
+
+            from nhr_ray.roles import VLMRequest
+
+            im = np.zeros((8, 8, 3), np.uint8)
+            return [a.error for a in self.b.ask([VLMRequest(f"{tag}{i}", "edit_scores", f"{tag}{i}", [im, im]) for i in range(n)])]
+
+    with FakeAPIServer("gemini") as srv:
+        actors = [Validator.remote(srv.base_url, os.environ["GEMINI_API_KEY"]) for _ in range(3)]
+        results = ray.get([a.ask.remote(12, f"a{k}-") for k, a in enumerate(actors)])
+        stats = ray.get(ray.get_actor("ratelimit:gemini:gemini-2.5-flash", namespace="nhr_ray").stats.remote())
+    assert all(e is None for r in results for e in r)
+    assert len(srv.records) == 36 and stats["requests"] == 36  # every request went through one bucket
+    t = sorted(r.t for r in srv.records)
+    # 36 requests at 10/s with a burst of 10: the last cannot arrive before ~2.6 s after the first
+    assert t[-1] - t[0] >= (36 - 10) / 10 * 0.9
