@@ -189,6 +189,11 @@ class RayConfig(Strict):
     local_num_gpus: int = Field(8, ge=0, description="GPUs the local cluster declares (fake ones on a laptop).")
     include_dashboard: bool = Field(False, description="Start the dashboard with a local cluster (bound to 127.0.0.1).")
     cpu_workers: int = Field(1, ge=1, description="CPU actors for the low-level check.")
+    autoscaling_max_gpus: int | None = Field(
+        None, ge=1,
+        description="On an autoscaling cluster: the GPUs it can grow to. The pools' GPUs are then requested from the "
+        "autoscaler at start (and released at the end) and checked against this instead of what is up now.",
+    )
 
 
 class OutputConfig(Strict):
