@@ -63,6 +63,72 @@ def cmd_backends(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from nhr_ray.products.calibrate import calibrate, write_report
+    from nhr_ray.products.tables import InputError
+
+    sweep = [float(x) for x in args.sweep.split(",")] if args.sweep else None
+    try:
+        report = calibrate(args.ratings, args.predictions, threshold=args.threshold, sweep=sweep)
+    except InputError as e:
+        print(f"nhr-ray calibrate: {e}", file=sys.stderr)
+        return 2
+    paths = write_report(report, args.out)
+    for a, m in report["axes"].items():
+        rho = "n/a" if m["spearman"] is None else f"{m['spearman']:.3f}"
+        print(f"{a:<11} MAE {m['mae']:.3f}  Spearman {rho}")
+    c = report["classifier"]
+    fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
+    print(f"threshold {c['threshold']}: precision {fmt(c['precision'])} recall {fmt(c['recall'])} "
+          f"F1 {fmt(c['f1'])} accuracy {fmt(c['accuracy'])}  (n={report['n_triplets']}, excluded {report['excluded']})")
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from nhr_ray.products.export import ExportError, export
+
+    try:
+        summary = export(args.run_dir, args.format, args.out, split_by=args.split_by, with_masks=args.with_masks,
+                         drop_extra=args.drop_extra, min_margin=args.min_margin, threshold=args.threshold)
+    except ExportError as e:
+        print(f"nhr-ray export: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def cmd_score(args) -> int:
+    from nhr_ray.products.score import score_dataset, table4_row
+    from nhr_ray.products.tables import InputError
+
+    cfg = _load(args)
+    try:
+        r = score_dataset(args.dataset, cfg, n=args.n, seed=args.sample_seed, source_col=args.source_col,
+                          edited_col=args.edited_col, instruction_col=args.instruction_col)
+    except InputError as e:
+        print(f"nhr-ray score: {e}", file=sys.stderr)
+        return 2
+    print(table4_row(r))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(r, f, indent=2)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from nhr_ray.products.export import ExportError
+    from nhr_ray.products.report import write_report
+
+    try:
+        path = write_report(args.run_dir, args.out)
+    except ExportError as e:
+        print(f"nhr-ray report: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nhr-ray", description="Mine image-editing triplets with no human in the loop, on Ray.")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -78,6 +144,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_config)
     p = sub.add_parser("backends", help="list registered backends by role")
     p.set_defaults(func=cmd_backends)
+    p = sub.add_parser("calibrate", help="judge a validator against human ratings (MAE, Spearman, precision/recall)")
+    p.add_argument("ratings", help="Parquet/CSV/JSONL rows: triplet, rater, adherence, aesthetics[, category]")
+    p.add_argument("--predictions", required=True, help="Parquet/CSV/JSONL rows: triplet, adherence, aesthetics")
+    p.add_argument("--out", required=True, help="directory for calibration.json and the PNG plots")
+    p.add_argument("--threshold", type=float, default=4.7, help="validator threshold on both axes (default 4.7)")
+    p.add_argument("--sweep", help="comma-separated thresholds to sweep (default 1.0, 1.1, ..., 5.0)")
+    p.set_defaults(func=cmd_calibrate)
+    p = sub.add_parser("export", help="export a run as NHR-Edit triplets, DPO pairs, KTO labels or a curriculum")
+    p.add_argument("run_dir", help="a finished run's --out directory")
+    p.add_argument("--format", required=True, choices=["nhr-edit", "dpo", "kto", "curriculum"])
+    p.add_argument("--out", required=True, help="new directory for the export")
+    p.add_argument("--split-by", choices=["category"], help="one subset per edit category")
+    p.add_argument("--with-masks", action="store_true", help="add the low-level check's changed-pixel mask as an image column")
+    p.add_argument("--drop-extra", action="store_true", help="nhr-edit: only NHR-Edit's columns, without our scores and lineage")
+    p.add_argument("--min-margin", type=float, default=0.5, help="dpo: least validator-score gap between chosen and rejected")
+    p.add_argument("--threshold", type=float, help="kto: desirable when both scores reach this (default: the run's validation thresholds)")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("score", help="score a random sample of any triplet dataset with the validator (paper Table 4)")
+    p.add_argument("dataset", help="a Parquet file, a folder of them, or a glob")
+    _config_args(p)
+    p.add_argument("--n", type=int, default=5000, help="rows to sample (default 5000)")
+    p.add_argument("--sample-seed", type=int, default=0, help="seed of the row sample (default 0)")
+    p.add_argument("--source-col", default="source_image")
+    p.add_argument("--edited-col", default="edited_image")
+    p.add_argument("--instruction-col", default="edit_instruction")
+    p.add_argument("--json", help="also write the result as JSON here")
+    p.set_defaults(func=cmd_score)
+    p = sub.add_parser("report", help="write a self-contained static HTML report of a run")
+    p.add_argument("run_dir", help="a finished run's --out directory")
+    p.add_argument("--out", help="HTML file to write (default RUN_DIR/report.html)")
+    p.set_defaults(func=cmd_report)
     return ap
 
 

@@ -52,7 +52,14 @@ class TaskConfig(Strict):
 
 
 class SourcesConfig(Strict):
-    kind: Literal["t2i"] = Field("t2i", description="Where source images come from.")
+    kind: Literal["t2i", "images"] = Field(
+        "t2i", description="Where source images come from: the T2I model, or real photos (`images`, no design step)."
+    )
+    images: str | None = Field(
+        None,
+        description="kind=images: a folder of image files (instructions in its captions.jsonl), a Parquet file, or a "
+        "folder of Parquet files (HF-style dataset) with columns image, caption, instructions[, categories].",
+    )
     seeds_per_prompt: int = Field(10, ge=1, description="N: seeds rendered per scene prompt (paper: 10).")
     buckets: list[tuple[int, int]] = Field(
         default_factory=lambda: list(PAPER_BUCKETS),
@@ -62,6 +69,12 @@ class SourcesConfig(Strict):
         1.0, gt=0, le=1, description="Multiply bucket sizes (rounded to 16 px). The simulation uses 1/8."
     )
     batch_size: int = Field(8, ge=1, description="Images per T2I call (batched within one bucket).")
+
+    @model_validator(mode="after")
+    def _images_path(self):
+        if self.kind == "images" and not self.images:
+            raise ValueError("sources.kind=images needs sources.images (a folder or Parquet file of photos)")
+        return self
 
     @field_validator("buckets")
     @classmethod
@@ -203,6 +216,11 @@ class RayConfig(Strict):
     local_num_gpus: int = Field(8, ge=0, description="GPUs the local cluster declares (fake ones on a laptop).")
     include_dashboard: bool = Field(False, description="Start the dashboard with a local cluster (bound to 127.0.0.1).")
     cpu_workers: int = Field(1, ge=1, description="CPU actors for the low-level check.")
+    autoscaling_max_gpus: int | None = Field(
+        None, ge=1,
+        description="On an autoscaling cluster: the GPUs it can grow to. The pools' GPUs are then requested from the "
+        "autoscaler at start (and released at the end) and checked against this instead of what is up now.",
+    )
 
 
 class OutputConfig(Strict):

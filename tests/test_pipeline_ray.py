@@ -144,3 +144,15 @@ def test_disabled_filters_pass_everything_visibly(ray_local, tmp_path):
     att = pq.read_table(sorted((tmp_path / "off" / "data").glob("attempts-*.parquet"))).to_pylist()
     assert {a["prefilter_raw"] for a in att} == {"prefilter disabled"}
     assert {a["lowlevel_raw"] for a in att} == {"low-level check disabled"}
+
+
+@pytest.mark.parametrize("sets, needle", [
+    ({"roles.prefilter.num_gpus": 32}, "roles.prefilter: each actor needs 32 GPUs, more than the 16 GPUs of this cluster"),
+    ({"roles.editor.actors": 12}, "the role pools need 18 GPUs (t2i 1x1, gate 1x1, editor 12x1, prefilter 1x4)"),
+    ({"roles.editor.actors": 12, "ray.autoscaling_max_gpus": 8}, "more than the autoscaler's limit of 8"),
+])
+def test_pools_that_can_never_fit_fail_before_work(ray_local, tmp_path, sets, needle):
+    with pytest.raises(RunError) as e:
+        run(small_config(**sets), tmp_path / "nofit")
+    assert needle in str(e.value)
+    assert not list((tmp_path / "nofit").glob("data/*.parquet"))

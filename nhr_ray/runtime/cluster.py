@@ -35,13 +35,41 @@ def connect(cfg) -> bool:
     return True
 
 
-def check_capacity(cfg, roles: list[str]) -> None:
-    """Fail before work when the cluster can never host the configured pools."""
-    total = ray.cluster_resources()
-    gpus = float(total.get("GPU", 0.0))
-    for role in roles:
+STREAMING_ROLES = ("designer", "t2i", "gate", "editor", "prefilter", "validator")
+
+
+def pool_bundles(cfg) -> list[dict[str, float]]:
+    """One resource bundle per actor of the streaming phase (the finalize pools come after it)."""
+    out = []
+    for role in STREAMING_ROLES:
         rc = cfg.role(role)
-        if rc.num_gpus > 0 and rc.num_gpus > gpus:
-            raise RuntimeError(
-                f"roles.{role}: each actor needs {rc.num_gpus:g} GPUs but the cluster has {gpus:g} in all"
-            )
+        out += [{"GPU": rc.num_gpus, "CPU": rc.num_cpus} if rc.num_gpus else {"CPU": rc.num_cpus}] * rc.actors
+    return out
+
+
+def check_capacity(cfg) -> None:
+    """Fail before any work when the pools can never all be placed: actors would wait forever."""
+    limit = cfg.ray.autoscaling_max_gpus
+    have = float(ray.cluster_resources().get("GPU", 0.0))
+    cap = float(limit) if limit is not None else have
+    where = f"the autoscaler's limit of {limit}" if limit is not None else f"the {have:g} GPUs of this cluster"
+    total = 0.0
+    for role in STREAMING_ROLES:
+        rc = cfg.role(role)
+        if rc.num_gpus > cap:
+            raise RuntimeError(f"roles.{role}: each actor needs {rc.num_gpus:g} GPUs, more than {where}")
+        total += rc.num_gpus * rc.actors
+    if total > cap + 1e-9:
+        parts = ", ".join(f"{r} {cfg.role(r).actors}x{cfg.role(r).num_gpus:g}" for r in STREAMING_ROLES if cfg.role(r).num_gpus)
+        raise RuntimeError(f"the role pools need {total:g} GPUs ({parts}), more than {where}")
+    if limit is not None:
+        from ray.autoscaler.sdk import request_resources
+
+        request_resources(bundles=pool_bundles(cfg))
+
+
+def release_capacity(cfg) -> None:
+    if cfg.ray.autoscaling_max_gpus is not None and ray.is_initialized():
+        from ray.autoscaler.sdk import request_resources
+
+        request_resources(bundles=[])

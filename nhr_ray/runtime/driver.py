@@ -9,8 +9,9 @@ Durable record and resume: design answers are saved per request (state/design-NN
 and attempts as Parquet shards. A resumed run reads them back, skips what is done, and redoes what
 was in flight; since every outcome is a function of (seed, id), the result is the same.
 
-Faults: a batch whose actor died is re-issued once (the actor is restarted by Ray); a second loss
-makes its rows counted failures. Nothing is lost silently and nothing is run twice to completion.
+Faults: a batch whose actor died is re-issued when its actors are back (Ray restarts them, on
+another node if theirs is gone); after three losses its rows become counted failures. A failed
+chain's results are never written, so nothing is lost silently and nothing completes twice.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class Miner:
         self.progress = Progress(cfg.output.progress)
         self.src_writer = ShardWriter(store, "sources", SOURCES_SCHEMA, cfg.output.shard_rows)
         self.att_writer = ShardWriter(store, "attempts", ATTEMPTS_SCHEMA, cfg.output.shard_rows)
-        self.retried: set[str] = set()
+        self.retried: collections.Counter = collections.Counter()
         self.reissued = 0
 
     # -- setup ---------------------------------------------------------------------------------
@@ -108,7 +109,7 @@ class Miner:
 
         self.pools = {
             "designer": pool("designer", DesignStage),
-            "t2i": pool("t2i", SourceStage),
+            "t2i": pool("t2i", SourceStage if cfg.sources.kind == "t2i" else _photo_stage()),
             "gate": pool("gate", GateStage),
             "editor": pool("editor", EditStage),
             "prefilter": pool("prefilter", PrefilterStage),
@@ -214,6 +215,11 @@ class Miner:
         per_actor["cpu"] = 4
         next_request = 0
         pending_jobs, exhausted, stats = 0, False, {}
+        if cfg.sources.kind == "images":  # real photos: no design step, one source task per photo
+            from nhr_ray.stages.photos import photo_tasks
+
+            source_queue.extend(x for x in photo_tasks(cfg.sources.images) if f"{x[0].scene_id}.n00" not in done_sources)
+            next_request = max_requests
 
         def advance_scenes() -> None:
             nonlocal cursor, scenes_used
@@ -304,13 +310,21 @@ class Miner:
         for role, i in extra["actors"]:
             self.pools[role].done(i)
 
-    def _retry(self, key: str, err: Exception) -> bool:
-        """Re-issue a lost batch once (its actor was restarted by Ray)."""
-        if key in self.retried:
+    MAX_REISSUES = 3
+
+    def _retry(self, key: str, err: Exception, actors: list[tuple[str, int]]) -> bool:
+        """Re-issue a batch whose actor was lost, once its actors are back (Ray restarts them,
+        elsewhere if their node is gone). Results of a failed chain are never written, so a job
+        completes exactly once; after MAX_REISSUES losses the batch becomes counted failures."""
+        if self.retried[key] >= self.MAX_REISSUES:
             return False
-        self.retried.add(key)
+        self.retried[key] += 1
         self.reissued += 1
         log.warning("re-issuing %s after %s", key, type(err).__name__)
+        try:
+            ray.get([self.pools[r].actors[i].setup.remote() for r, i in actors], timeout=120)
+        except Exception as e:  # still down: the next try will tell
+            log.warning("actors of %s not back yet: %s", key, type(e).__name__)
         return True
 
     # -- results -------------------------------------------------------------------------------
@@ -320,7 +334,7 @@ class Miner:
         try:
             scenes, tally, usage = ray.get(ref)
         except Exception as e:
-            if self._retry(f"design-{req}", e):
+            if self._retry(f"design-{req}", e, [("designer", actor)]):
                 i, r = self.pools["designer"].call("process", [req])
                 inflight[r] = ("design", (i, req))
                 return
@@ -345,7 +359,7 @@ class Miner:
         try:
             (sources, t_src, c_src), (sources, t_gate, c_gate) = ray.get(ref)
         except Exception as e:
-            if self._retry(f"sources-{extra['batch'][0][0].scene_id}.{extra['batch'][0][1]}", e):
+            if self._retry(f"sources-{extra['batch'][0][0].scene_id}.{extra['batch'][0][1]}", e, extra["actors"]):
                 self._submit_sources(extra["batch"], inflight)
                 return 0
             t = self.funnel.tally("sources")
@@ -373,7 +387,7 @@ class Miner:
         try:
             attempts = ray.get(ref)
         except Exception as e:  # an actor of the chain died
-            if self._retry(f"chain-{jobs[0].attempt_id}", e):
+            if self._retry(f"chain-{jobs[0].attempt_id}", e, extra["actors"]):
                 self._submit_chain(jobs, inflight)
                 return
             reason = f"error:{type(e).__name__}"
@@ -419,3 +433,9 @@ class Miner:
         if self.jobs_left[sid] <= 0 and sid in self.source_refs:
             del self.source_refs[sid]
             del self.jobs_left[sid]
+
+
+def _photo_stage():
+    from nhr_ray.stages.photos import PhotoSourceStage
+
+    return PhotoSourceStage

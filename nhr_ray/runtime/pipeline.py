@@ -14,7 +14,7 @@ import ray
 
 from nhr_ray.config import RunConfig
 from nhr_ray.roles import ROLE_KINDS, backend_class
-from nhr_ray.runtime.cluster import check_capacity, connect
+from nhr_ray.runtime.cluster import check_capacity, connect, release_capacity
 from nhr_ray.io.store import Store
 from nhr_ray.runtime.driver import Miner
 from nhr_ray.runtime.finalize import finalize
@@ -127,7 +127,7 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     started_ray = connect(cfg)
     miner = None
     try:
-        check_capacity(cfg, list(ROLE_KINDS))
+        check_capacity(cfg)
         miner = Miner(cfg, store, run_name)
         miner.start_pools()
         mined = miner.run()
@@ -143,6 +143,7 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     finally:
         if miner is not None:
             miner.shutdown()
+        release_capacity(cfg)
         if started_ray:
             ray.shutdown()
     wall = time.monotonic() - t0

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 
-from nhr_ray.parsing import SCORES_SCHEMA, parse_scores, parse_yes_no
+from nhr_ray.parsing import SCORES_SCHEMA, parse_yes_no
 from nhr_ray.prompts import render
 from nhr_ray.records import Attempt, Source, Verdict
 from nhr_ray.roles import VLMRequest
 from nhr_ray.stages.base import Stage, Tally, error_verdict
+from nhr_ray.stages.validate import score_verdict
 
 
 class PrefilterStage(Stage):
@@ -54,29 +55,19 @@ class PrefilterStage(Stage):
 
 
 def decide(got: dict, cfg) -> Verdict:
+    """Scores first (both thresholds), then each yes/no question; the first failure names the drop."""
     raw = json.dumps({k: ans.text for k, ans in got.items()}, ensure_ascii=False)
     for k, ans in got.items():
         if ans.error:
             return error_verdict("prefilter", f"{k}:{ans.error}", raw)
-    s = parse_scores(got["edit_scores"].text)
-    if not s.ok:
-        return Verdict("prefilter", False, f"scores_{s.reason}", raw)
-    adh, aes = s.value["adherence"], s.value["aesthetics"]
-    v = Verdict("prefilter", True, "ok", raw, adh, aes)
-    if adh < cfg.min_adherence:
-        v.keep, v.reason = False, "low_adherence"
-    elif aes < cfg.min_aesthetics:
-        v.keep, v.reason = False, "low_aesthetics"
-    if v.keep and "unwanted_change" in got:
-        p = parse_yes_no(got["unwanted_change"].text)
+    v = score_verdict("prefilter", got["edit_scores"], cfg.min_adherence, cfg.min_aesthetics)
+    v.raw = raw
+    for question, no_reason in (("unwanted_change", "unwanted_change_or_vague"), ("aesthetics", "not_aesthetic")):
+        if not v.keep or question not in got:
+            continue
+        p = parse_yes_no(got[question].text)
         if not p.ok:
-            v.keep, v.reason = False, f"unwanted_change_{p.reason}"
+            v.keep, v.reason = False, f"{question}_{p.reason}"
         elif not p.value:
-            v.keep, v.reason = False, "unwanted_change_or_vague"
-    if v.keep and "aesthetics" in got:
-        p = parse_yes_no(got["aesthetics"].text)
-        if not p.ok:
-            v.keep, v.reason = False, f"aesthetics_{p.reason}"
-        elif not p.value:
-            v.keep, v.reason = False, "not_aesthetic"
+            v.keep, v.reason = False, no_reason
     return v

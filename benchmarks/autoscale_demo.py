@@ -1,0 +1,189 @@
+"""Autoscaling demo on Ray's fake multi-node provider: GPU worker nodes come when a run needs them and
+go when it is over, on one machine, with no cloud account.
+
+    python benchmarks/autoscale_demo.py            # ~1-2 min; the last line is JSON
+
+What it does, as a user would on a real cluster:
+1. starts a head (no GPUs) with RAY_FAKE_CLUSTER=1 and an autoscaling config whose only worker type is
+   a "4 x GPU" node, min 0, max 3, idle timeout a few seconds (fake nodes are raylets on this host,
+   their GPUs are declared, not real: the simulation never touches them);
+2. asks the autoscaler for one GPU node before the run (`ray.autoscaler.sdk.request_resources`), because
+   nhr-ray's pre-run capacity check refuses a per-actor GPU need larger than the GPUs present (a
+   cluster that scales from zero GPU nodes has none yet);
+3. submits a shrunk simulation run with `ray job submit` (the repo on PYTHONPATH): its pools want
+   1 (t2i) + 1 (gate) + 2 (editor) + 4 (prefilter) GPUs, so the autoscaler adds a second node for the
+   actors that do not fit;
+4. clears the request after the run; idle nodes are removed after `idle_timeout_minutes`.
+It samples `ray.nodes()` every half second and reports GPU worker nodes over time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from nhr_ray.testing.local_head import LocalHead, free_port, node_ip  # noqa: E402
+
+GPUS_PER_NODE = 4
+HEAD_CPUS = 8
+
+
+def autoscaling_config(gcs_address: str, idle_timeout_s: float, max_workers: int) -> dict:
+    return {
+        "cluster_name": "nhr-fake",
+        "max_workers": max_workers,
+        "upscaling_speed": 10.0,
+        "idle_timeout_minutes": idle_timeout_s / 60.0,
+        "provider": {
+            "type": "fake_multinode",
+            # without it the fake workers dial <ip>:6379, which is not this head
+            "gcs_address": gcs_address,
+            "use_node_id_as_ip": True,
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
+        },
+        "head_node_type": "head",
+        "available_node_types": {
+            # the head hosts the driver, the scheduler and the CPU-only roles; it declares enough CPUs
+            # that no CPU demand sends the autoscaler looking for another node of this type
+            "head": {"resources": {"CPU": HEAD_CPUS}, "node_config": {}, "min_workers": 0, "max_workers": 0},
+            "gpu_x4": {
+                "resources": {"CPU": 2, "GPU": GPUS_PER_NODE},
+                "node_config": {},
+                "min_workers": 0,
+                "max_workers": max_workers,
+            },
+        },
+        "auth": {"ssh_user": "nobody"},
+        "docker": {},
+        "file_mounts": {},
+        "cluster_synced_files": [],
+        "file_mounts_sync_continuously": False,
+        "rsync_exclude": [],
+        "rsync_filter": [],
+        "initialization_commands": [],
+        "setup_commands": [],
+        "head_setup_commands": [],
+        "worker_setup_commands": [],
+        "head_start_ray_commands": [],
+        "worker_start_ray_commands": [],
+    }
+
+
+class NodeSampler(threading.Thread):
+    def __init__(self, interval_s: float = 0.5):
+        super().__init__(daemon=True)
+        self.interval_s, self.samples, self.stop_flag, self.t0 = interval_s, [], threading.Event(), time.monotonic()
+
+    def gpu_nodes(self) -> int:
+        import ray
+
+        return sum(1 for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU", 0) > 0)
+
+    def run(self) -> None:
+        while not self.stop_flag.is_set():
+            try:
+                self.samples.append((round(time.monotonic() - self.t0, 1), self.gpu_nodes()))
+            except Exception:  # noqa: BLE001  (a sample lost while the GCS is busy is not a result)
+                pass
+            self.stop_flag.wait(self.interval_s)
+
+    def now(self) -> float:
+        return round(time.monotonic() - self.t0, 1)
+
+    def wait_for(self, pred, timeout_s: float) -> float | None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.samples and pred(self.samples[-1][1]):
+                return self.now()
+            time.sleep(0.25)
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--idle-timeout-s", type=float, default=6.0)
+    ap.add_argument("--max-workers", type=int, default=3)
+    ap.add_argument("--scenes", type=int, default=6)
+    ap.add_argument("--timeout-s", type=float, default=240.0)
+    args = ap.parse_args(argv)
+
+    import ray
+    from ray.autoscaler.sdk import request_resources
+
+    tmp = Path(tempfile.mkdtemp(prefix="nhras", dir="/tmp"))
+    gcs_port = free_port()
+    cfg_path = tmp / "autoscaling.yaml"
+    cfg_path.write_text(yaml.safe_dump(autoscaling_config(f"{node_ip()}:{gcs_port}", args.idle_timeout_s, args.max_workers)))
+    out = tmp / "run"
+    sets = [f"task.num_scenes={args.scenes}", "task.items_per_request=6", "sources.seeds_per_prompt=2",
+            "scheduler.budget_gpu_hours=null", "output.progress=false", "roles.editor.actors=2",
+            "roles.prefilter.num_gpus=4"]  # fmt: skip
+    entry = [sys.executable, "-m", "nhr_ray", "run", "--out", str(out)] + [a for s in sets for a in ("--set", s)]
+    result: dict = {"gpus_per_node": GPUS_PER_NODE, "idle_timeout_s": args.idle_timeout_s}
+    head = LocalHead(
+        num_cpus=HEAD_CPUS, num_gpus=0, gcs_port=gcs_port, temp_dir=str(tmp / "ray"),
+        extra_args=["--autoscaling-config", str(cfg_path)],
+        env={"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"},
+    )  # fmt: skip
+    (tmp / "ray").mkdir()
+    sampler = NodeSampler()
+    t_start = time.monotonic()
+    with head:
+        ray.init(address=head.gcs_address, logging_level="ERROR", log_to_driver=False)
+        sampler.start()
+        result["gpu_nodes_before"] = sampler.gpu_nodes()
+        request_resources(bundles=[{"GPU": GPUS_PER_NODE}])
+        result["first_node_s"] = sampler.wait_for(lambda n: n >= 1, 60)
+        t_submit = sampler.now()
+        # Not --working-dir here: fake nodes share this host's session folder, and their runtime-env
+        # agents unpack the uploaded package into the same place, one deleting what another's
+        # workers import. One host needs no upload: put the repo on every worker's PYTHONPATH.
+        r = head.submit(entry, working_dir=None, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}}, timeout_s=args.timeout_s)
+        t_done = sampler.now()
+        result["job_ok"] = r.returncode == 0
+        request_resources(num_cpus=0)  # drop the warm-up request: idle nodes may go now
+        during = [n for t, n in sampler.samples if t_submit <= t <= t_done]
+        result["peak_gpu_nodes_during_run"] = max(during, default=0)
+        result["job_seconds"] = round(t_done - t_submit, 1)
+        t_zero = sampler.wait_for(lambda n: n == 0, args.idle_timeout_s + 90)
+        result["scale_down_s_after_job"] = None if t_zero is None else round(t_zero - t_done, 1)
+        result["gpu_nodes_after"] = sampler.gpu_nodes()
+        sampler.stop_flag.set()
+        ray.shutdown()
+        if not result["job_ok"]:
+            print(r.stdout[-3000:], r.stderr[-3000:], file=sys.stderr)
+    funnel = out / "funnel.json"
+    result["funnel_balanced"] = funnel.exists() and all(json.loads(funnel.read_text())["balanced"].values())
+    result["timeline"] = _changes(sampler.samples)
+    result["wall_s"] = round(time.monotonic() - t_start, 1)
+    result["entrypoint"] = shlex.join(entry[1:])
+    ok = (result["job_ok"] and result["gpu_nodes_before"] == 0 and result["peak_gpu_nodes_during_run"] >= 2
+          and result["gpu_nodes_after"] == 0)  # fmt: skip
+    result["ok"] = bool(ok)
+    print(json.dumps(result))
+    return 0 if ok else 1
+
+
+def _changes(samples: list[tuple[float, int]]) -> list[tuple[float, int]]:
+    """Only the samples where the GPU node count changed."""
+    out = []
+    for t, n in samples:
+        if not out or out[-1][1] != n:
+            out.append((t, n))
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

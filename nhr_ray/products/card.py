@@ -1,0 +1,57 @@
+"""The dataset card (README.md) written next to an export: what the data is, how it was mined
+(funnel, config, versions) and what it holds (category and kind mix)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nhr_ray.products.hf import card_header
+
+WHAT = {
+    "nhr-edit": "Instruction-guided image-editing triplets (source image, edit instruction, edited image) in the "
+                "NHR-Edit column layout, mined with no human in the loop by nhr-ray.",
+    "dpo": "Preference pairs for DPO: two edits of the same source image and instruction, the one the validator "
+           "scored higher is `chosen`.",
+    "kto": "Binary feedback for KTO: every validator-judged edit attempt, `desirable` when both validator scores "
+           "reach the threshold.",
+}  # fmt: skip
+
+
+def _table(rows: list[list[Any]], head: list[str]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return out + ["| " + " | ".join("" if v is None else str(v) for v in r) + " |" for r in rows]
+
+
+def write_card(run, out: Path, fmt: str, summary: dict[str, Any]) -> Path:
+    subsets = sorted(summary["subsets"]) or ["data"]
+    cfg = run.config
+    lines = [card_header(subsets, f"nhr-ray {fmt} export"), f"# nhr-ray export: {fmt}", "", WHAT[fmt], ""]
+    lines += ["Load it with `datasets.load_dataset(\"parquet\", data_files=\"<this folder>/data/train-*.parquet\")`"
+              " (or one subset's folder); image columns decode as `Image` features.", ""]  # fmt: skip
+    lines += ["## Contents", ""] + _table([[s, n] for s, n in sorted(summary["subsets"].items())], ["subset", "rows"]) + [""]
+    if summary.get("categories"):
+        lines += ["### Category mix", ""] + _table(sorted(summary["categories"].items(), key=lambda kv: -kv[1]), ["category", "rows"]) + [""]
+    if summary.get("kinds"):
+        lines += ["### Kinds", ""] + _table(sorted(summary["kinds"].items()), ["kind", "rows"]) + [""]
+    other = {k: v for k, v in summary.items() if k not in ("subsets", "categories", "kinds")}
+    if other:
+        lines += ["### Export settings and counts", ""] + _table(sorted(other.items()), ["key", "value"]) + [""]
+    table = run.funnel.get("table", [])
+    if table:
+        rows = [[r["stage"], r.get("model"), r["count"], r.get("change_pct"), r.get("paper_change_pct")] for r in table]
+        lines += ["## How it was mined (the run's funnel, paper Table 3 layout)", ""]
+        lines += _table(rows, ["stage", "model", "count", "change %", "paper %"]) + [""]
+    lines += ["## Configuration", ""]
+    lines += _table([["seed", cfg.seed], ["seeds per prompt (N)", cfg.sources.seeds_per_prompt],
+                     ["attempts per instruction (M)", cfg.edit.attempts_per_instruction],
+                     ["validator thresholds", f"{cfg.validation.min_adherence} / {cfg.validation.min_aesthetics}"],
+                     ["low-level threshold", cfg.lowlevel.pixel_threshold],
+                     *[[f"roles.{r}.backend", cfg.role(r).backend] for r in ("designer", "t2i", "gate", "editor", "prefilter", "validator", "inverter")]],
+                    ["setting", "value"]) + [""]  # fmt: skip
+    versions = run.manifest.get("versions", {})
+    if versions:
+        lines += ["## Software versions", ""] + _table(sorted((k, v) for k, v in versions.items() if v), ["package", "version"]) + [""]
+    path = out / "README.md"
+    path.write_text("\n".join(lines))
+    return path
