@@ -421,6 +421,7 @@ class Miner:
                 # policies can see a run of low scores; the hard validator's is validator_score
                 "score": geometric_score(*a.scores("prefilter")) if None not in a.scores("prefilter") else None,
                 "validator_score": rows[-1]["score"],
+                "adherence": a.scores("prefilter")[0],
             }))
         self.att_writer.write(rows)
         self.scheduler.complete_batch.remote(done)
