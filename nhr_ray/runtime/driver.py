@@ -30,7 +30,9 @@ from nhr_ray.io.shards import ATTEMPTS_SCHEMA, SOURCES_SCHEMA, ShardWriter, iter
 from nhr_ray.io.store import Store
 from nhr_ray.records import Instruction, Scene, Source, Verdict, geometric_score
 from nhr_ray.runtime.actors import Pool
+from nhr_ray.runtime.autosize import Sizer, initial_counts
 from nhr_ray.runtime.funnel import Funnel
+from nhr_ray.runtime.locality import chain_cross_node_bytes
 from nhr_ray.runtime.metrics import RunMetrics
 from nhr_ray.runtime.progress import Progress
 from nhr_ray.scheduler.actor import SchedulerActor
@@ -98,14 +100,18 @@ class Miner:
         self.att_writer = ShardWriter(store, "attempts", ATTEMPTS_SCHEMA, cfg.output.shard_rows)
         self.retried: collections.Counter = collections.Counter()
         self.reissued = 0
+        self.sizer: Sizer | None = None
+        self.locality = {"cross_node_bytes": 0, "attempts": 0}
+        self.src_bytes: dict[str, int] = {}
 
     # -- setup ---------------------------------------------------------------------------------
     def start_pools(self) -> None:
         cfg = self.cfg
+        sized = initial_counts(cfg) if cfg.ray.autosize else {}
 
         def pool(role: str, stage_cls) -> Pool:
             rc = cfg.role(role)
-            return Pool(role, stage_cls, cfg, rc.actors, rc.num_gpus, rc.num_cpus, self.run_name)
+            return Pool(role, stage_cls, cfg, sized.get(role, rc.actors), rc.num_gpus, rc.num_cpus, self.run_name)
 
         self.pools = {
             "designer": pool("designer", DesignStage),
@@ -136,10 +142,14 @@ class Miner:
         self._attempts_for = make_policy(s.policy, s.policy_options, [], cfg.edit.attempts_per_instruction, s.unit).attempts_for
         # the reserved clock: GPUs this pipeline's actors hold, from now on
         self.scheduler.set_reserved.remote(
-            {p.role: p.gpus_per_actor * len(p.actors) for p in self.pools.values() if p.gpus_per_actor}
+            {p.role: p.gpus_held() for p in self.pools.values() if p.gpus_per_actor}
         )
+        if cfg.ray.autosize:
+            self.sizer = Sizer(cfg, self.pools, self.scheduler)
         # load every model before work starts, so a broken backend fails the run at once
-        ray.get([r for p in self.pools.values() for r in p.setup()])
+        for p in self.pools.values():
+            p.node = ray.get(p.setup())  # setup() answers the actor's node id (for locality)
+        self.driver_node = ray.get_runtime_context().get_node_id()
 
     def shutdown(self) -> None:
         for p in getattr(self, "pools", {}).values():
@@ -275,8 +285,17 @@ class Miner:
                     advance_scenes()
                 elif kind == "sources":
                     pending_jobs += self._on_sources(ref, extra, inflight)
+                elif kind == "slot":  # an editor finished its part of a chain: it may take the next
+                    self.pools[extra[0]].done(extra[1])
                 else:
                     self._on_attempts(ref, extra, inflight)
+            if self.sizer is not None:
+                sources_closed = design_done and not source_queue and not any(k == "sources" for k, _ in inflight.values())
+                if sources_closed:
+                    self.sizer.close(("t2i", "gate"))
+                    if exhausted or pending_jobs == 0:  # no chain will be submitted again (bar a re-issue)
+                        self.sizer.close(("editor", "prefilter", "validator"))
+                self.sizer.tick(stats)
             self.progress.update(self.funnel, stats, exhausted)
             self.metrics.gauges(self.pools, stats)
 
@@ -288,7 +307,11 @@ class Miner:
         stats = ray.get(self.scheduler.stats.remote())
         self.metrics.gauges(self.pools, stats, force=True)
         return {"ledger": ray.get(self.scheduler.ledger.remote()), "scheduler": stats,
-                "usage": self.usage.as_dict(), "reissued_batches": self.reissued}
+                "usage": self.usage.as_dict(), "reissued_batches": self.reissued,
+                "pools": {r: {"actors_started": len(p.actors), "gpus_per_actor": p.gpus_per_actor}
+                          for r, p in self.pools.items()},
+                "rebalancing": self.sizer.events if self.sizer else [],
+                "locality": dict(self.locality)}
 
     # -- submitting ----------------------------------------------------------------------------
     def _submit_sources(self, batch, inflight) -> None:
@@ -301,14 +324,22 @@ class Miner:
         used = []
         i, ref = self.pools["editor"].call("process_first", jobs, srcs)
         used.append(("editor", i))
-        for role in ("prefilter", "cpu", "validator"):
-            i, ref = self.pools[role].call("process_first", ref, srcs)
+        inflight[ref] = ("slot", ("editor", i))  # the editor's slot frees when its part is done, not the chain's
+        node = self.pools["editor"].node[i]
+        for role in ("prefilter", "cpu", "validator"):  # downstream stages prefer the editor's node
+            i, ref = self.pools[role].call("process_first", ref, srcs, node=node)
             used.append((role, i))
         inflight[ref] = ("chain", {"actors": used, "jobs": jobs})
+        sb = sum(self.src_bytes.get(s, 0) for s in srcs)
+        eb = sum(self.src_bytes.get(j.source_id, 0) for j in jobs)  # an edit is the size of its source
+        self.locality["cross_node_bytes"] += chain_cross_node_bytes(
+            self.driver_node, [self.pools[r].node[k] for r, k in used], sb, eb)
+        self.locality["attempts"] += len(jobs)
 
     def _release(self, extra) -> None:
         for role, i in extra["actors"]:
-            self.pools[role].done(i)
+            if role != "editor" or extra.get("jobs") is None:  # a chain's editor slot is freed by its "slot" ref
+                self.pools[role].done(i)
 
     MAX_REISSUES = 3
 
@@ -352,6 +383,7 @@ class Miner:
 
     def _admit(self, s: Source) -> None:
         self.source_refs[s.source_id] = ray.put(s)
+        self.src_bytes[s.source_id] = s.image.nbytes if s.image is not None else 0
         self.jobs_left[s.source_id] += sum(self._attempts_for(i.category) for i in s.instructions)
 
     def _on_sources(self, ref, extra, inflight) -> int:
@@ -433,6 +465,7 @@ class Miner:
         if self.jobs_left[sid] <= 0 and sid in self.source_refs:
             del self.source_refs[sid]
             del self.jobs_left[sid]
+            self.src_bytes.pop(sid, None)
 
 
 def _photo_stage():
