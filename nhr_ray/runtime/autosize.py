@@ -79,7 +79,7 @@ class Sizer:
         if now - self._last >= self.cfg.ray.rebalance_every_s and stats:
             self._last = now
             busy = {r: h * 3600.0 for r, h in (stats.get("busy_by_role_gpu_hours") or {}).items()}
-            self.rates.observe(busy, stats.get("jobs_completed", 0))
+            self.rates.observe(busy, stats.get("jobs_completed", 0), stats.get("jobs_total", 0))
             specs = role_specs(self.cfg, self.rates.per_attempt())
             specs = {r: s for r, s in specs.items() if r not in self.closed}
             cur = {r: self.counts().get(r, 0) if r in PLANNED else s.min_actors for r, s in specs.items()}

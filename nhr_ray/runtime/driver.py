@@ -103,6 +103,7 @@ class Miner:
         self.sizer: Sizer | None = None
         self.locality = {"cross_node_bytes": 0, "attempts": 0}
         self.src_bytes: dict[str, int] = {}
+        self.n_chains = 0
 
     # -- setup ---------------------------------------------------------------------------------
     def start_pools(self) -> None:
@@ -261,7 +262,11 @@ class Miner:
                 batch = [source_queue.popleft() for _ in range(min(cfg.sources.batch_size, len(source_queue)))]
                 self._submit_sources(batch, inflight)
             # 3. edit chains: editor -> prefilter -> low-level (CPU) -> validator
-            while not exhausted and self.pools["editor"].capacity(per_actor["editor"]) > 0:
+            # editors take their next batch as soon as their part of a chain is done; chains waiting
+            # downstream are bounded too (one more round per editor slot), so memory stays bounded
+            # when a judge is slower than the editors
+            while not exhausted and self.pools["editor"].capacity(per_actor["editor"]) > 0 \
+                    and self.n_chains < 2 * per_actor["editor"] * self.pools["editor"].n_live:
                 jobs, stats = ray.get(self.scheduler.draw.remote(cfg.scheduler.batch_size))
                 exhausted, pending_jobs = stats["budget_exhausted"], stats["jobs_pending"]
                 for sid, n in stats.pop("cancelled_jobs_by_source", {}).items():  # a policy stopped pairs
@@ -330,6 +335,7 @@ class Miner:
             i, ref = self.pools[role].call("process_first", ref, srcs, node=node)
             used.append((role, i))
         inflight[ref] = ("chain", {"actors": used, "jobs": jobs})
+        self.n_chains += 1
         sb = sum(self.src_bytes.get(s, 0) for s in srcs)
         eb = sum(self.src_bytes.get(j.source_id, 0) for j in jobs)  # an edit is the size of its source
         self.locality["cross_node_bytes"] += chain_cross_node_bytes(
@@ -415,6 +421,7 @@ class Miner:
 
     def _on_attempts(self, ref, extra, inflight) -> None:
         self._release(extra)
+        self.n_chains -= 1
         jobs = extra["jobs"]
         try:
             attempts = ray.get(ref)

@@ -104,18 +104,26 @@ class Rates:
 
     prior: dict[str, float] = field(default_factory=lambda: dict(PRIOR_GPU_S_PER_ATTEMPT))
     prior_weight: float = 200.0
+    source_roles: tuple[str, ...] = ("t2i", "gate")
     busy_s: dict[str, float] = field(default_factory=dict)
     attempts: float = 0.0
+    jobs_created: float = 0.0
 
-    def observe(self, busy_by_role_s: Mapping[str, float], attempts_done: float) -> None:
-        """Cumulative busy GPU-seconds by role and attempts completed so far (not increments)."""
+    def observe(self, busy_by_role_s: Mapping[str, float], attempts_done: float, jobs_created: float | None = None) -> None:
+        """Cumulative busy GPU-seconds by role, attempts completed and jobs created so far (not
+        increments). Source roles are divided by the jobs their sources created (they run ahead of the
+        editor: per attempt completed they would look many times dearer early in a run)."""
         self.busy_s = dict(busy_by_role_s)
         self.attempts = float(attempts_done)
+        self.jobs_created = float(attempts_done if jobs_created is None else jobs_created)
 
     def per_attempt(self) -> dict[str, float]:
         w = self.prior_weight
-        roles = set(self.prior) | set(self.busy_s)
-        return {r: (self.prior.get(r, 0.0) * w + self.busy_s.get(r, 0.0)) / (w + self.attempts) for r in roles}
+        out = {}
+        for r in set(self.prior) | set(self.busy_s):
+            n = self.jobs_created if r in self.source_roles else self.attempts
+            out[r] = (self.prior.get(r, 0.0) * w + self.busy_s.get(r, 0.0)) / (w + n)
+        return out
 
 
 def moves(current: Mapping[str, int], target: Mapping[str, int], roles: Mapping[str, RoleSpec],

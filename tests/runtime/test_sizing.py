@@ -56,6 +56,9 @@ def test_rates_move_from_priors_to_measurements():
     pa = r.per_attempt()
     assert pa["editor"] == pytest.approx((800 + 100_000) / 10_100)
     assert pa["t2i"] == pytest.approx((10 + 3_000) / 10_100)
+    # early on sources run ahead of edits: source roles are costed per job their sources created
+    r.observe({"editor": 8.0 * 100, "t2i": 0.1 * 5_000}, 100, jobs_created=5_000)
+    assert r.per_attempt()["t2i"] == pytest.approx(0.1)
 
 
 def test_moves_only_when_the_gain_is_worth_it():
