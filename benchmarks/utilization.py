@@ -135,6 +135,7 @@ def mine(sets: dict, scale: float, marks: tuple[int, ...] = ()) -> dict:
         "image_pixels_scale": cfg.sources.scale,
         "pools": {r: p["actors_started"] for r, p in mined["pools"].items()},
         "rebalancing": mined["rebalancing"],
+        "timeline_s": {**mined["timeline"], "phase_end": round(wall, 2)},
         "peak_rss_mb": {k: round(v / MB, 1) for k, v in watch.peak.items()},
         "rss_at": watch.at,
     }

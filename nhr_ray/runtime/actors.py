@@ -63,6 +63,16 @@ class StageActor:
         rows = upstream[0]
         return upstream, self.process(rows, *args)
 
+    def rows(self, attempts: list, image_format: str, keep_images: str):
+        """The end of an attempt chain, on a CPU actor: Parquet rows (PNG encoding included) built
+        here, off the GPU actors and the driver; the attempts go back without their edited images."""
+        import dataclasses
+
+        from nhr_ray.io.rows import attempt_row
+
+        rows = [attempt_row(a, image_format, keep_images) for a in attempts]
+        return [dataclasses.replace(a, edited=None, sim_truth=None) for a in attempts], rows
+
     def teardown(self) -> None:
         self.stage.teardown()
 

@@ -19,13 +19,14 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import time
 from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from nhr_ray.io.images import decode
-from nhr_ray.io.rows import attempt_row, source_row
+from nhr_ray.io.rows import source_row
 from nhr_ray.io.shards import ATTEMPTS_SCHEMA, SOURCES_SCHEMA, ShardWriter, iter_rows
 from nhr_ray.io.store import Store
 from nhr_ray.records import Instruction, Scene, Source, Verdict, geometric_score
@@ -104,10 +105,12 @@ class Miner:
         self.locality = {"cross_node_bytes": 0, "attempts": 0}
         self.src_bytes: dict[str, int] = {}
         self.n_chains = 0
+        self.timeline: dict[str, float] = {}  # seconds from start_pools: pools ready, first edit, all drawn, loop end
 
     # -- setup ---------------------------------------------------------------------------------
     def start_pools(self) -> None:
         cfg = self.cfg
+        self._t0 = time.monotonic()
         sized = initial_counts(cfg) if cfg.ray.autosize else {}
 
         def pool(role: str, stage_cls) -> Pool:
@@ -151,6 +154,10 @@ class Miner:
         for p in self.pools.values():
             p.node = ray.get(p.setup())  # setup() answers the actor's node id (for locality)
         self.driver_node = ray.get_runtime_context().get_node_id()
+        self._mark("pools_ready")
+
+    def _mark(self, what: str) -> None:
+        self.timeline.setdefault(what, round(time.monotonic() - self._t0, 2))
 
     def shutdown(self) -> None:
         for p in getattr(self, "pools", {}).values():
@@ -243,6 +250,11 @@ class Miner:
                 cursor += 1
 
         advance_scenes()
+
+        def design_done_now() -> bool:
+            return (scenes_used >= t.num_scenes or next_request >= max_requests) and not source_queue and not any(
+                k in ("design", "sources") for k, _ in inflight.values())
+
         while True:
             # 1. design, in request order, until enough scenes (re-asking for what was lost)
             while (
@@ -272,6 +284,8 @@ class Miner:
                 for sid, n in stats.pop("cancelled_jobs_by_source", {}).items():  # a policy stopped pairs
                     self._job_done(sid, n)
                 if not jobs:
+                    if pending_jobs == 0 and design_done_now():
+                        self._mark("all_drawn")
                     break
                 todo = [j for j in jobs if j.attempt_id not in self.done_attempts]
                 if len(todo) < len(jobs):  # done before a restart: nothing to run, nothing to pay
@@ -304,6 +318,7 @@ class Miner:
             self.progress.update(self.funnel, stats, exhausted)
             self.metrics.gauges(self.pools, stats)
 
+        self._mark("loop_end")
         self.src_writer.close()
         self.att_writer.close()
         self.progress.close()
@@ -316,7 +331,7 @@ class Miner:
                 "pools": {r: {"actors_started": len(p.actors), "gpus_per_actor": p.gpus_per_actor}
                           for r, p in self.pools.items()},
                 "rebalancing": self.sizer.events if self.sizer else [],
-                "locality": dict(self.locality)}
+                "locality": dict(self.locality), "timeline": dict(self.timeline)}
 
     # -- submitting ----------------------------------------------------------------------------
     def _submit_sources(self, batch, inflight) -> None:
@@ -334,12 +349,14 @@ class Miner:
         for role in ("prefilter", "cpu", "validator"):  # downstream stages prefer the editor's node
             i, ref = self.pools[role].call("process_first", ref, srcs, node=node)
             used.append((role, i))
-        inflight[ref] = ("chain", {"actors": used, "jobs": jobs})
+        # rows (and PNG encoding) on a CPU actor: the driver gets rows, not edited images
+        k, ref = self.pools["cpu"].call("rows", ref, self.cfg.output.image_format, self.cfg.output.attempt_images, node=node)
+        inflight[ref] = ("chain", {"actors": used + [("cpu", k)], "jobs": jobs})
         self.n_chains += 1
         sb = sum(self.src_bytes.get(s, 0) for s in srcs)
         eb = sum(self.src_bytes.get(j.source_id, 0) for j in jobs)  # an edit is the size of its source
         self.locality["cross_node_bytes"] += chain_cross_node_bytes(
-            self.driver_node, [self.pools[r].node[k] for r, k in used], sb, eb)
+            self.driver_node, [self.pools[r].node[k] for r, k in used], sb, eb, tail=self.pools["cpu"].node[k])
         self.locality["attempts"] += len(jobs)
 
     def _release(self, extra) -> None:
@@ -424,7 +441,7 @@ class Miner:
         self.n_chains -= 1
         jobs = extra["jobs"]
         try:
-            attempts = ray.get(ref)
+            attempts, rows = ray.get(ref)
         except Exception as e:  # an actor of the chain died
             if self._retry(f"chain-{jobs[0].attempt_id}", e, extra["actors"]):
                 self._submit_chain(jobs, inflight)
@@ -438,16 +455,16 @@ class Miner:
             for j in jobs:
                 self._job_done(j.source_id)
             return
-        fmt, keep_img = self.cfg.output.image_format, self.cfg.output.attempt_images
-        rows, done = [], []
-        for a in attempts:
+        if self.pools["cpu"].node[extra["actors"][-1][1]] != self.driver_node:
+            self.locality["cross_node_bytes"] += sum(len(r["edited_image"]["bytes"]) for r in rows if r.get("edited_image"))
+        done = []
+        for a, row in zip(attempts, rows):
             self.funnel.add_attempt_verdicts(a.verdicts)
             for v in a.verdicts:
                 self.metrics.verdict(v.stage, v.outcome, v.reason)
             if a.usage:
                 self.usage.add("validator", a.usage)
                 self.metrics.usage("validator", a.usage)
-            rows.append(attempt_row(a, fmt, keep_img))
             costs = {st: (STAGE_ROLE[st], s) for st, s in a.gpu_seconds.items()}
             pv = next((v for v in a.verdicts if v.stage == "prefilter"), None)
             vv = next((v for v in a.verdicts if v.stage == "validate"), None)
@@ -459,8 +476,9 @@ class Miner:
                 # the pre-filter's sqrt(adherence x aesthetics): every judged attempt has one, so
                 # policies can see a run of low scores; the hard validator's is validator_score
                 "score": geometric_score(*a.scores("prefilter")) if None not in a.scores("prefilter") else None,
-                "validator_score": rows[-1]["score"],
+                "validator_score": row["score"],
             }))
+        self._mark("first_attempts")
         self.att_writer.write(rows)
         self.scheduler.complete_batch.remote(done)
         for j in jobs:
