@@ -279,7 +279,7 @@ class Miner:
             # when a judge is slower than the editors
             while not exhausted and self.pools["editor"].capacity(per_actor["editor"]) > 0 \
                     and self.n_chains < 2 * per_actor["editor"] * self.pools["editor"].n_live:
-                jobs, stats = ray.get(self.scheduler.draw.remote(cfg.scheduler.batch_size))
+                jobs, stats = ray.get(self.scheduler.draw.remote(self._draw_size(pending_jobs)))
                 exhausted, pending_jobs = stats["budget_exhausted"], stats["jobs_pending"]
                 for sid, n in stats.pop("cancelled_jobs_by_source", {}).items():  # a policy stopped pairs
                     self._job_done(sid, n)
@@ -287,6 +287,7 @@ class Miner:
                     if pending_jobs == 0 and design_done_now():
                         self._mark("all_drawn")
                     break
+                self._mark("first_draw")
                 todo = [j for j in jobs if j.attempt_id not in self.done_attempts]
                 if len(todo) < len(jobs):  # done before a restart: nothing to run, nothing to pay
                     self.scheduler.complete_batch.remote([(j.attempt_id, {}, None) for j in jobs if j.attempt_id in self.done_attempts])
@@ -332,6 +333,16 @@ class Miner:
                           for r, p in self.pools.items()},
                 "rebalancing": self.sizer.events if self.sizer else [],
                 "locality": dict(self.locality), "timeline": dict(self.timeline)}
+
+    def _draw_size(self, pending_jobs: int) -> int:
+        """scheduler.batch_size; with autosize, smaller once the queue runs short, so the last jobs
+        spread over every editor instead of queueing behind a few big batches (a shorter tail)."""
+        n = self.cfg.scheduler.batch_size
+        if self.sizer is None or pending_jobs <= 0:
+            return n
+        per = self.cfg.edit.attempts_per_instruction if self.cfg.scheduler.unit == "pair" else 1
+        share = -(-pending_jobs // (per * 2 * max(self.pools["editor"].n_live, 1)))  # two rounds per editor
+        return max(1, min(n, share))
 
     # -- submitting ----------------------------------------------------------------------------
     def _submit_sources(self, batch, inflight) -> None:
@@ -421,6 +432,7 @@ class Miner:
             t.n_in += len(extra["batch"])
             t.failed[f"error:{type(e).__name__}"] += len(extra["batch"])
             return 0
+        self._mark("first_sources")
         for tl in (t_src, t_gate):
             self.funnel.merge(tl)
             self.metrics.tally(tl)
