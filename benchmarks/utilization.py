@@ -147,7 +147,7 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=0.03, help="sim.realtime_scale: wall seconds per GPU-second")
     ap.add_argument("--fast-scenes", type=int, default=300, help="scenes of the fast-mode RSS run (0: skip it)")
     ap.add_argument("--batch", type=int, default=2, help="scheduler.batch_size (pairs per editor call)")
-    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    ap.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES), help="real-time runs (none: only the fast run)")
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "num_gpus": 0})
