@@ -4,10 +4,10 @@ Every id is a lineage string (scene -> source -> pair -> attempt), so any row sa
 from; every seed and every sample_id is a hash of (run seed, that lineage), so an outcome depends on
 what an item is, never on when or where it was processed.
 
-    scene    S000042                 one LLM-designed scene prompt with its instructions
-    source   S000042.n07             seed #7 of that scene rendered by the T2I model
-    pair     S000042.n07.i2          instruction #2 applied to that source image
-    attempt  S000042.n07.i2.m3       attempt #3 (its own editor seed) of that pair
+    scene    S0003017                item #17 of design request #3: a scene prompt and its instructions
+    source   S0003017.n07            seed #7 of that scene rendered by the T2I model
+    pair     S0003017.n07.i2         instruction #2 applied to that source image
+    attempt  S0003017.n07.i2.m3      attempt #3 (its own editor seed) of that pair
 """
 
 from __future__ import annotations
@@ -39,10 +39,6 @@ def sample_id(run_seed: int, kind: str, lineage: str) -> str:
     return hashlib.blake2b(f"{run_seed}:{kind}:{lineage}".encode(), digest_size=8).hexdigest()
 
 
-def scene_id(index: int) -> str:
-    return f"S{index:06d}"
-
-
 def source_id(scene: str, seed_index: int) -> str:
     return f"{scene}.n{seed_index:02d}"
 
@@ -53,15 +49,6 @@ def pair_id(source: str, instruction_index: int) -> str:
 
 def attempt_id(pair: str, attempt_index: int) -> str:
     return f"{pair}.m{attempt_index}"
-
-
-def split_pair_id(pid: str) -> tuple[str, int]:
-    source, _, inst = pid.rpartition(".i")
-    return source, int(inst)
-
-
-def scene_of(source: str) -> str:
-    return source.partition(".")[0]
 
 
 @dataclass

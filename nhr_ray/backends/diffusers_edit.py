@@ -5,6 +5,7 @@ is resized for the model and the result resized back, and Answer.meta["resized"]
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Literal
 
 import numpy as np
@@ -37,6 +38,25 @@ PIPELINES: dict[str, tuple[str, float, str]] = {
 }
 
 
+def qwen_edit_processor(cls, path: str) -> tuple[str, Any]:
+    """(local checkpoint folder, its processor) for QwenImageEditPipeline.from_pretrained(folder, processor=...).
+
+    The checkpoint records its processor as transformers' Qwen2VLProcessor, whose video half needs
+    torchvision: without it from_pretrained fails ("Qwen2VLVideoProcessor requires the Torchvision
+    library"). So the processor is loaded here from processor/ and passed in: the stock one where
+    AutoProcessor can build it, else a Qwen2VLProcessor with no video processor over the same
+    tokenizer, PIL image processor and chat template (transformers_vlm.load_processor)."""
+    from pathlib import Path
+
+    from nhr_ray.backends.transformers_vlm import load_processor
+
+    local = Path(path) if Path(path).is_dir() else Path(cls.download(path))  # hub id: the cached snapshot
+    sub = local / "processor"
+    if not sub.is_dir():
+        raise BackendUnavailable(f"{local} has no processor/ folder; is it a Qwen-Image-Edit checkpoint?")
+    return str(local), load_processor(str(sub), base="Qwen2VLProcessor")
+
+
 class DiffusersEditOptions(TorchOptions):
     model: str = Field("", description="Checkpoint: hub id or folder; empty: the pipeline's usual checkpoint.")
     pipeline: Literal["flux_kontext", "qwen_image_edit", "instruct_pix2pix"] = Field(
@@ -55,6 +75,10 @@ class DiffusersEditOptions(TorchOptions):
     )
     size_multiple: int | None = Field(
         None, ge=1, description="Model sides are multiples of this; default: what the pipeline needs (16 for FLUX)."
+    )
+    condition_area: int | None = Field(
+        None, ge=256, description="Qwen-Image-Edit only: pixel area of the copy of the source the model is conditioned on "
+        "(VAE latents and VLM prompt); None: the pipeline's fixed 1024*1024. Smaller is faster and off-distribution.",
     )
     batch_size: int = Field(4, ge=1, description="Attempts per pipeline call (same model size only).")
     call_kwargs: dict[str, Any] = Field(
@@ -106,7 +130,11 @@ class DiffusersEditor(ImageEditor):
         dtype = torch_dtype(o.dtype, self.device)
         cls = getattr(diffusers, PIPELINES[o.pipeline][0])
         path = resolve_model(o.model_copy(update={"model": o.model_name()}), self.context)
-        kw = {"safety_checker": None, "requires_safety_checker": False} if o.pipeline == "instruct_pix2pix" else {}
+        kw: dict[str, Any] = {}
+        if o.pipeline == "instruct_pix2pix":
+            kw.update(safety_checker=None, requires_safety_checker=False)
+        elif o.pipeline == "qwen_image_edit":
+            path, kw["processor"] = qwen_edit_processor(cls, path)
         self.pipe = cls.from_pretrained(path, **dtype_kwarg(dtype), **kw)
         if o.cpu_offload and self.device.type == "cuda":
             self.pipe.enable_model_cpu_offload(device=self.device)
@@ -117,6 +145,17 @@ class DiffusersEditor(ImageEditor):
         vsf = self.pipe.vae_scale_factor
         self.multiple = o.size_multiple or (vsf if o.pipeline == "instruct_pix2pix" else vsf * 2)
         self.guidance = o.guidance_scale if o.guidance_scale is not None else PIPELINES[o.pipeline][1]
+        self._dims_module = None
+        if o.condition_area is not None and o.pipeline == "qwen_image_edit":
+            # QwenImageEditPipeline.__call__ sizes its conditioning copy with the module-level
+            # calculate_dimensions(1024 * 1024, ratio); no argument reaches it, so swap it per call
+            import sys
+
+            self._dims_module = sys.modules[type(self.pipe).__module__]
+            if not callable(getattr(self._dims_module, "calculate_dimensions", None)):
+                raise BackendUnavailable(
+                    f"condition_area: {self._dims_module.__name__} has no calculate_dimensions in this diffusers"
+                )
 
     def teardown(self) -> None:
         self.pipe = None
@@ -180,7 +219,20 @@ class DiffusersEditor(ImageEditor):
         else:
             kw.update(guidance_scale=self.guidance, image_guidance_scale=o.image_guidance_scale)
         kw.update(o.call_kwargs)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._condition_area():
             out = self.pipe(**kw)
         return [to_uint8(x) for x in out.images]
 
+    @contextlib.contextmanager
+    def _condition_area(self):
+        """While set, Qwen-Image-Edit's conditioning copy has `condition_area` pixels, not 1024*1024."""
+        mod = self._dims_module
+        if mod is None:
+            yield
+            return
+        original, area = mod.calculate_dimensions, self.options.condition_area
+        mod.calculate_dimensions = lambda _target_area, ratio: original(area, ratio)
+        try:
+            yield
+        finally:
+            mod.calculate_dimensions = original

@@ -39,16 +39,20 @@ class TransformersVLMOptions(TorchOptions):
     system_prompt: str | None = Field(None, description="System turn; None: the chat template's default.")
 
 
-@functools.lru_cache(maxsize=1)
-def _pil_processor_class():
-    """Qwen2_5_VLProcessor with no video processor: the stock one needs torchvision for video."""
-    from transformers import Qwen2_5_VLProcessor
+@functools.lru_cache(maxsize=2)
+def _pil_processor_class(base: str = "Qwen2_5_VLProcessor"):
+    """`base` (Qwen2_5_VLProcessor, or Qwen2VLProcessor as Qwen-Image-Edit saves it) with no video
+    processor: the stock ones need torchvision for video."""
+    import transformers
 
-    class PilQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
+    parent = getattr(transformers, base)
+
+    class PilProcessor(parent):
         def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
             super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=chat_template)
 
-    return PilQwen2_5_VLProcessor
+    PilProcessor.__name__ = PilProcessor.__qualname__ = "Pil" + base
+    return PilProcessor
 
 
 def _chat_template(path: str, tokenizer) -> str | None:
@@ -60,9 +64,11 @@ def _chat_template(path: str, tokenizer) -> str | None:
     return getattr(tokenizer, "chat_template", None)
 
 
-def load_processor(path: str, min_pixels: int | None = None, max_pixels: int | None = None):
+def load_processor(
+    path: str, min_pixels: int | None = None, max_pixels: int | None = None, base: str = "Qwen2_5_VLProcessor"
+):
     """The checkpoint's processor; where AutoProcessor cannot build the image side (no torchvision),
-    the same parts from the PIL image processor, tokenizer and chat template."""
+    the same parts from the PIL image processor, tokenizer and chat template, as a `base` subclass."""
     from transformers import AutoProcessor, AutoTokenizer
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -75,7 +81,7 @@ def load_processor(path: str, min_pixels: int | None = None, max_pixels: int | N
         pass
     tok = AutoTokenizer.from_pretrained(path)
     improc = Qwen2VLImageProcessorPil.from_pretrained(path, **kw)
-    return _pil_processor_class()(image_processor=improc, tokenizer=tok, chat_template=_chat_template(path, tok))
+    return _pil_processor_class(base)(image_processor=improc, tokenizer=tok, chat_template=_chat_template(path, tok))
 
 
 def chat_messages(req: VLMRequest, system: str | None) -> list[dict]:

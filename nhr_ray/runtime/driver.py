@@ -489,6 +489,7 @@ class Miner:
                 # policies can see a run of low scores; the hard validator's is validator_score
                 "score": geometric_score(*a.scores("prefilter")) if None not in a.scores("prefilter") else None,
                 "validator_score": row["score"],
+                "adherence": a.scores("prefilter")[0],
             }))
         self._mark("first_attempts")
         self.att_writer.write(rows)

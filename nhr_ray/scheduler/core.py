@@ -34,10 +34,6 @@ from nhr_ray.scheduler.space import ATTEMPT_BITS, JobSpace
 DEFAULT_CATEGORIES = ["removal", "addition", "colour_change", "replacement", "style"]
 
 
-class BudgetExhausted(Exception):
-    pass
-
-
 def scheduler_config_hash(cfg) -> str:
     """Hash of what defines a run's job space and draws: the whole config except the budget (a
     resumed run may extend it) and the output/ray/role placement sections."""

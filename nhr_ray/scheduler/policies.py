@@ -167,6 +167,9 @@ class Adaptive(Policy):
         )
         strikes: int = Field(2, ge=1, le=3, description="Such drops before giving up on the pair.")
         low_score: float = Field(2.5, ge=1, le=5, description="A score below this is low.")
+        score_field: Literal["score", "adherence"] = Field(
+            "score", description="What 'score' means: the pre-filter's geometric score, or its adherence alone "
+            "(a sharper sign that the instruction cannot be carried out on this image).")
         low_score_quantile: float | None = Field(None, gt=0, lt=1, description="Use this quantile of the run's scores instead, once measured.")
         min_observations: int = Field(200, ge=1)
         low_streak: int = Field(2, ge=1, le=7, description="Low scores in a row before giving up.")
@@ -186,7 +189,7 @@ class Adaptive(Policy):
 
     def on_result(self, sched, pair, cat, result):
         o = self.opts
-        score = result.get("score")
+        score = result.get(o.score_field)
         scored = isinstance(score, (int, float)) and np.isfinite(score)
         if scored:
             self.hist[int(np.clip(round((score - 1.0) / 0.05), 0, self.BINS - 1))] += 1

@@ -8,6 +8,7 @@ writes, in about ten seconds on a laptop CPU:
     DIR/kontext-tiny/     FluxKontextPipeline on the same parts
     DIR/pix2pix-tiny/     StableDiffusionInstructPix2PixPipeline (UNet with 8 input channels)
     DIR/qwen25vl-tiny/    Qwen2.5-VL with its tokenizer, PIL image processor and chat template
+    DIR/qwen-edit-tiny/   QwenImageEditPipeline (QwenImage transformer + VAE, that Qwen2.5-VL as encoder)
 
 Each loads back through the same `from_pretrained` path a user's checkpoint takes, so the backends
 run their real code on them. Tokenizers are trained here with the `tokenizers` library: no hub.
@@ -22,7 +23,10 @@ import string
 import sys
 from pathlib import Path
 
-NAMES = {"t2i": "flux-tiny", "kontext": "kontext-tiny", "pix2pix": "pix2pix-tiny", "vlm": "qwen25vl-tiny"}
+NAMES = {
+    "t2i": "flux-tiny", "kontext": "kontext-tiny", "pix2pix": "pix2pix-tiny", "vlm": "qwen25vl-tiny",
+    "qwen_edit": "qwen-edit-tiny",
+}  # fmt: skip
 
 _WORDS = (
     "a an the of on in at with and or to is are red green blue yellow white black small large left right "
@@ -236,7 +240,8 @@ def build_pix2pix(out: Path, seed: int = 0) -> Path:
 # ----- Qwen2.5-VL ----------------------------------------------------------------------------------
 
 
-def build_qwen25vl(out: Path, seed: int = 0) -> Path:
+def qwen25vl_parts(seed: int = 0) -> tuple:
+    """(model, tokenizer, PIL image processor): a ~200k-parameter Qwen2.5-VL and its pre-processing."""
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
@@ -266,16 +271,73 @@ def build_qwen25vl(out: Path, seed: int = 0) -> Path:
     model.generation_config.do_sample = False
     model.generation_config.eos_token_id = text["eos_token_id"]
     model.generation_config.pad_token_id = text["pad_token_id"]
-    model.save_pretrained(out)
     # small pixel budget: an image becomes at most 8x8 patches of 14 px, i.e. 16 merged tokens
     improc = Qwen2VLImageProcessorPil(min_pixels=28 * 28, max_pixels=112 * 112, patch_size=14, merge_size=2)
+    return model, tok, improc
+
+
+def build_qwen25vl(out: Path, seed: int = 0) -> Path:
+    model, tok, improc = qwen25vl_parts(seed)
+    model.save_pretrained(out)
     improc.save_pretrained(out)
     tok.save_pretrained(out)
     (out / "chat_template.json").write_text(json.dumps({"chat_template": QWEN_CHAT_TEMPLATE}))
     return out
 
 
-BUILDERS = {"t2i": build_flux, "kontext": build_kontext, "pix2pix": build_pix2pix, "vlm": build_qwen25vl}
+# ----- Qwen-Image-Edit -----------------------------------------------------------------------------
+
+
+def build_qwen_edit(out: Path, seed: int = 0) -> Path:
+    """QwenImageEditPipeline laid out like Qwen/Qwen-Image-Edit: the tiny Qwen2.5-VL as text encoder,
+    its tokenizer, a `processor/` folder (tokenizer + image processor + chat template, recorded as
+    transformers' Qwen2VLProcessor), a small QwenImage VAE and a one-block QwenImage transformer.
+
+    The pipeline is assembled with a torchvision-free processor (the stock Qwen2VLProcessor needs
+    torchvision for its video half); loading it back needs the same: see
+    nhr_ray.backends.diffusers_edit, which passes `processor=` to from_pretrained."""
+    import torch
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImageEditPipeline,
+        QwenImageTransformer2DModel,
+    )
+
+    text_encoder, tok, improc = qwen25vl_parts(seed)
+    torch.manual_seed(seed + 1)
+    z = 4
+    # 4 spatial halvings: VAE scale 16, so the pipeline's 1024x1024 conditioning image is 64x64
+    # latents (1024 tokens after 2x2 packing) and a 64x64 output is 4x4 latents.
+    vae = AutoencoderKLQwenImage(
+        base_dim=8, z_dim=z, dim_mult=[1, 1, 1, 1, 1], num_res_blocks=1,
+        temperal_downsample=[False, False, False, True], latents_mean=[0.0] * z, latents_std=[1.0] * z,
+    )  # fmt: skip
+    transformer = QwenImageTransformer2DModel(
+        patch_size=2, in_channels=4 * z, out_channels=z, num_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=text_encoder.config.text_config.hidden_size,
+        axes_dims_rope=(4, 6, 6),
+    )  # fmt: skip
+    pipe = QwenImageEditPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=True, base_image_seq_len=256, max_image_seq_len=4096),
+        vae=vae, text_encoder=text_encoder, tokenizer=tok, processor=None, transformer=transformer,
+    )  # fmt: skip
+    pipe.save_pretrained(out)
+    # the processor as the real checkpoint stores it: its parts in processor/, the class in model_index
+    proc_dir = out / "processor"
+    tok.save_pretrained(proc_dir)
+    improc.save_pretrained(proc_dir)
+    (proc_dir / "chat_template.json").write_text(json.dumps({"chat_template": QWEN_CHAT_TEMPLATE}))
+    index = json.loads((out / "model_index.json").read_text())
+    index["processor"] = ["transformers", "Qwen2VLProcessor"]
+    (out / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+BUILDERS = {
+    "t2i": build_flux, "kontext": build_kontext, "pix2pix": build_pix2pix, "vlm": build_qwen25vl,
+    "qwen_edit": build_qwen_edit,
+}  # fmt: skip
 
 
 def build_all(root: str | Path, only: list[str] | None = None) -> dict[str, Path]:
@@ -301,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", choices=sorted(BUILDERS), help="build only these")
     args = ap.parse_args(argv)
     for key, path in build_all(args.root, args.only).items():
-        print(f"{key:8s} {path}")
+        print(f"{key:10s} {path}")
     return 0
 
 

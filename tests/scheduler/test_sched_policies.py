@@ -107,3 +107,20 @@ def test_weakness_draws_more_where_success_is_rare():
     rep = s.stats()["policy_report"]
     assert rep["weights"]["style"] == 1.0 and rep["weights"]["removal"] >= 0.1
     assert set(rep["issued_mix"]) == set(CATS)
+
+
+def test_adaptive_can_watch_adherence_instead_of_the_geometric_score():
+    opts = {"strikes": 3, "low_streak": 1, "low_score": 2.0, "score_field": "adherence"}
+    s = JobScheduler(0, 4, policy="adaptive", policy_options=opts)
+    s.add_source("S000000.n00", ["removal", "addition"])
+    seen = {}
+    for _ in range(8):
+        for j in s.draw(1):
+            seen.setdefault(j.instruction_index, 0)
+            seen[j.instruction_index] += 1
+            # pair 0: adherence 1.5 (hopeless) but a middling geometric score; pair 1: adherence 3.0
+            r = res(score=3.2)
+            r["adherence"] = 1.5 if j.instruction_index == 0 else 3.0
+            s.complete(j.attempt_id, COST, r)
+    assert seen == {0: 1, 1: 4}
+    assert s.stats()["pairs_stopped"]["gave_up_low_scores"] == 1

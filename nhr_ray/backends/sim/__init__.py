@@ -184,14 +184,17 @@ class SimJudge(_Sim, VisionJudge):
             return _yes_no(rng.random() < AESTHETIC_OK, rng)
         # the prefilter's three questions share one pass decision per attempt
         passed = W.chance(self.context.run_seed, f"{r.item_id}/{self.context.role}", "pass", p)
-        if r.question == "unwanted_change":
-            return _yes_no(passed or rng.random() < 0.5, rng)
+        if r.question == "unwanted_change":  # an instruction whose target was never drawn is infeasible
+            return _yes_no(passed or (truth.get("feasible", True) and rng.random() < 0.5), rng)
         if passed:
             return _scores_text(rng.uniform(4.72, 5.0), rng.uniform(4.72, 5.0), rng)
+        # a failed edit: how badly tracks how hard the pair is (hopeless pairs score lowest)
         hi_floor = 4.0 if self.context.role == "prefilter" else 4.7
-        if rng.random() < 0.5:
-            return _scores_text(rng.uniform(1.5, hi_floor - 0.05), rng.uniform(3.5, 5.0), rng)
-        return _scores_text(rng.uniform(hi_floor, 5.0), rng.uniform(2.0, hi_floor - 0.05), rng)
+        q = float(truth.get("q", 0.2))
+        low = float(np.clip(rng.normal(1.6 + 2.2 * np.sqrt(q), 0.35), 1.0, hi_floor - 0.05))
+        if rng.random() < 1.0 - 0.5 * np.sqrt(q):  # the harder the pair, the more often adherence is what fails
+            return _scores_text(low, rng.uniform(3.5, 5.0), rng)
+        return _scores_text(rng.uniform(hi_floor, 5.0), rng.uniform(max(low, 2.0), hi_floor - 0.05) if low < hi_floor - 0.05 else hi_floor - 0.1, rng)
 
 
 AESTHETIC_OK = W.AESTHETIC_OK
