@@ -216,6 +216,16 @@ class RayConfig(Strict):
     local_num_gpus: int = Field(8, ge=0, description="GPUs the local cluster declares (fake ones on a laptop).")
     include_dashboard: bool = Field(False, description="Start the dashboard with a local cluster (bound to 127.0.0.1).")
     cpu_workers: int = Field(1, ge=1, description="CPU actors for the low-level check.")
+    autosize: bool = Field(
+        False,
+        description="Size the GPU role pools (t2i, gate, editor, prefilter) from cost per edit attempt to fill the cluster's GPUs, "
+        "re-balance them every rebalance_every_s from measured costs and pass rates, and let actors go at the tail; "
+        "roles.<r>.actors then only counts as a minimum of 1. Off: the configured actor counts, fixed.",
+    )
+    rebalance_every_s: float = Field(10.0, gt=0, description="With autosize: seconds between re-balancing decisions.")
+    rebalance_min_gain: float = Field(
+        0.05, ge=0, description="With autosize: re-balance only when the new plan's throughput is this much (relative) higher."
+    )
     autoscaling_max_gpus: int | None = Field(
         None, ge=1,
         description="On an autoscaling cluster: the GPUs it can grow to. The pools' GPUs are then requested from the "

@@ -63,45 +63,123 @@ class StageActor:
         rows = upstream[0]
         return upstream, self.process(rows, *args)
 
+    def rows(self, attempts: list, image_format: str, keep_images: str):
+        """The end of an attempt chain, on a CPU actor: Parquet rows (PNG encoding included) built
+        here, off the GPU actors and the driver; the attempts go back without their edited images."""
+        import dataclasses
+
+        from nhr_ray.io.rows import attempt_row
+
+        rows = [attempt_row(a, image_format, keep_images) for a in attempts]
+        return [dataclasses.replace(a, edited=None, sim_truth=None) for a in attempts], rows
+
     def teardown(self) -> None:
         self.stage.teardown()
 
 
 class Pool:
-    """A role's actors. `submit` picks the least-loaded actor; callers bound what is in flight."""
+    """A role's actors. `call` picks the least-loaded live actor (on a preferred node when one is
+    given and has room); callers bound what is in flight. `grow` starts actors, `retire` stops new
+    calls to some, and `reap` kills retired actors once their in-flight batches are done."""
 
     def __init__(self, role: str, stage_cls: type[Stage], cfg, n: int, num_gpus: float, num_cpus: float,
                  name_prefix: str | None = None):
         self.role = role
-        cfg_json = cfg.model_dump_json()
-        self.actors = [
-            StageActor.options(num_gpus=num_gpus, num_cpus=num_cpus,
-                               name=f"{name_prefix}-{role}-{k}" if name_prefix else None).remote(stage_cls, cfg_json, role)
-            for k in range(n)
-        ]
-        self.load = [0] * n
-        self._rr = itertools.count()
+        self._stage_cls, self._cfg_json, self._prefix = stage_cls, cfg.model_dump_json(), name_prefix
+        self.num_cpus = num_cpus
         self.gpus_per_actor = num_gpus
+        self.actors: list = []
+        self.load: list[int] = []
+        self.live: list[bool] = []  # False: retired, takes no new call
+        self.dead: list[bool] = []  # killed (after retiring and draining)
+        self.node: list[str | None] = []  # node id, once setup() answered
+        self._rr = itertools.count()
+        self._node_refs: dict[int, ray.ObjectRef] = {}
+        self.grow(n)
 
-    def setup(self) -> list[ray.ObjectRef]:
-        return [a.setup.remote() for a in self.actors]
+    def grow(self, n: int) -> list[int]:
+        new = []
+        for _ in range(n):
+            k = len(self.actors)
+            name = f"{self._prefix}-{self.role}-{k}" if self._prefix else None
+            self.actors.append(StageActor.options(num_gpus=self.gpus_per_actor, num_cpus=self.num_cpus, name=name)
+                               .remote(self._stage_cls, self._cfg_json, self.role))
+            self.load.append(0)
+            self.live.append(True)
+            self.dead.append(False)
+            self.node.append(None)
+            self._node_refs[k] = self.actors[k].setup.remote()  # loads the model now; answers its node
+            new.append(k)
+        return new
 
-    def pick(self) -> int:
-        start = next(self._rr) % len(self.actors)
-        order = list(range(start, len(self.actors))) + list(range(start))
+    def refresh_nodes(self) -> None:
+        """Note the node of actors whose setup() has answered since (never blocks)."""
+        if not self._node_refs:
+            return
+        ready, _ = ray.wait(list(self._node_refs.values()), num_returns=len(self._node_refs), timeout=0)
+        done = set(ready)
+        for k, ref in list(self._node_refs.items()):
+            if ref in done:
+                del self._node_refs[k]
+                try:
+                    self.node[k] = ray.get(ref)
+                except Exception:  # a lost actor: its node stays unknown, a re-issue will tell
+                    pass
+
+    @property
+    def n_live(self) -> int:
+        return sum(self.live)
+
+    def gpus_held(self) -> float:
+        return self.gpus_per_actor * sum(1 for d in self.dead if not d)
+
+    def setup(self, which: list[int] | None = None) -> list[ray.ObjectRef]:
+        return [self.actors[i].setup.remote() for i in (range(len(self.actors)) if which is None else which)]
+
+    def pick(self, node: str | None = None) -> int:
+        idx = [i for i in range(len(self.actors)) if self.live[i]]
+        if not idx:  # every actor let go, and a lost batch comes back: start one again
+            idx = self.grow(1)
+        start = next(self._rr) % len(idx)
+        order = idx[start:] + idx[:start]
+        if node is not None:
+            local = [i for i in order if self.node[i] == node]
+            if local:
+                best = min(local, key=lambda i: self.load[i])
+                if self.load[best] <= min(self.load[i] for i in order):  # soft: only when no busier than the rest
+                    return best
         return min(order, key=lambda i: self.load[i])
 
     def capacity(self, per_actor: int) -> int:
-        return len(self.actors) * per_actor - sum(self.load)
+        return sum(per_actor - self.load[i] for i in range(len(self.actors)) if self.live[i])
 
-    def call(self, method: str, *args, actor: int | None = None) -> tuple[int, ray.ObjectRef]:
-        i = self.pick() if actor is None else actor
+    def call(self, method: str, *args, actor: int | None = None, node: str | None = None) -> tuple[int, ray.ObjectRef]:
+        i = self.pick(node) if actor is None else actor
         self.load[i] += 1
         return i, getattr(self.actors[i], method).remote(*args)
 
     def done(self, i: int) -> None:
         self.load[i] -= 1
 
+    def retire(self, n: int) -> int:
+        """Stop giving new calls to n live actors (the least loaded); returns how many were retired."""
+        live = sorted((i for i in range(len(self.actors)) if self.live[i]), key=lambda i: self.load[i])
+        for i in live[:n]:
+            self.live[i] = False
+        return min(n, len(live))
+
+    def reap(self) -> int:
+        """Kill retired actors with nothing in flight; returns how many were killed now."""
+        n = 0
+        for i, a in enumerate(self.actors):
+            if not self.live[i] and not self.dead[i] and self.load[i] == 0:
+                ray.kill(a)
+                self.dead[i] = True
+                n += 1
+        return n
+
     def shutdown(self) -> None:
-        for a in self.actors:
-            ray.kill(a)
+        for i, a in enumerate(self.actors):
+            if not self.dead[i]:
+                ray.kill(a)
+                self.dead[i] = True

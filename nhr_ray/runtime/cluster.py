@@ -54,11 +54,33 @@ def check_capacity(cfg) -> None:
     cap = float(limit) if limit is not None else have
     where = f"the autoscaler's limit of {limit}" if limit is not None else f"the {have:g} GPUs of this cluster"
     total = 0.0
+    nodes = [float(n["Resources"].get("GPU", 0.0)) for n in ray.nodes() if n.get("Alive")]
     for role in STREAMING_ROLES:
         rc = cfg.role(role)
         if rc.num_gpus > cap:
             raise RuntimeError(f"roles.{role}: each actor needs {rc.num_gpus:g} GPUs, more than {where}")
+        if limit is None and rc.num_gpus > max(nodes, default=0.0) + 1e-9:
+            raise RuntimeError(f"roles.{role}: each actor needs {rc.num_gpus:g} GPUs on one node; the largest node has "
+                               f"{max(nodes, default=0.0):g}")
         total += rc.num_gpus * rc.actors
+    if cfg.ray.autosize:  # the sizer sets the GPU roles' counts: check that one actor of each fits
+        from nhr_ray.runtime.autosize import initial_counts
+        from nhr_ray.runtime.sizing import SizingError
+
+        try:
+            counts = initial_counts(cfg)
+        except SizingError as e:
+            raise RuntimeError(f"ray.autosize: {e}") from None
+        if limit is not None:
+            from ray.autoscaler.sdk import request_resources
+
+            bundles = []
+            for role in STREAMING_ROLES:
+                rc = cfg.role(role)
+                n = counts.get(role, rc.actors)
+                bundles += [{"GPU": rc.num_gpus, "CPU": rc.num_cpus} if rc.num_gpus else {"CPU": rc.num_cpus}] * n
+            request_resources(bundles=bundles)
+        return
     if total > cap + 1e-9:
         parts = ", ".join(f"{r} {cfg.role(r).actors}x{cfg.role(r).num_gpus:g}" for r in STREAMING_ROLES if cfg.role(r).num_gpus)
         raise RuntimeError(f"the role pools need {total:g} GPUs ({parts}), more than {where}")

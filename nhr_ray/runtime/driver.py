@@ -19,18 +19,21 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import time
 from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from nhr_ray.io.images import decode
-from nhr_ray.io.rows import attempt_row, source_row
+from nhr_ray.io.rows import source_row
 from nhr_ray.io.shards import ATTEMPTS_SCHEMA, SOURCES_SCHEMA, ShardWriter, iter_rows
 from nhr_ray.io.store import Store
 from nhr_ray.records import Instruction, Scene, Source, Verdict, geometric_score
 from nhr_ray.runtime.actors import Pool
+from nhr_ray.runtime.autosize import Sizer, initial_counts
 from nhr_ray.runtime.funnel import Funnel
+from nhr_ray.runtime.locality import chain_cross_node_bytes
 from nhr_ray.runtime.metrics import RunMetrics
 from nhr_ray.runtime.progress import Progress
 from nhr_ray.scheduler.actor import SchedulerActor
@@ -98,14 +101,21 @@ class Miner:
         self.att_writer = ShardWriter(store, "attempts", ATTEMPTS_SCHEMA, cfg.output.shard_rows)
         self.retried: collections.Counter = collections.Counter()
         self.reissued = 0
+        self.sizer: Sizer | None = None
+        self.locality = {"cross_node_bytes": 0, "attempts": 0}
+        self.src_bytes: dict[str, int] = {}
+        self.n_chains = 0
+        self.timeline: dict[str, float] = {}  # seconds from start_pools: pools ready, first edit, all drawn, loop end
 
     # -- setup ---------------------------------------------------------------------------------
     def start_pools(self) -> None:
         cfg = self.cfg
+        self._t0 = time.monotonic()
+        sized = initial_counts(cfg) if cfg.ray.autosize else {}
 
         def pool(role: str, stage_cls) -> Pool:
             rc = cfg.role(role)
-            return Pool(role, stage_cls, cfg, rc.actors, rc.num_gpus, rc.num_cpus, self.run_name)
+            return Pool(role, stage_cls, cfg, sized.get(role, rc.actors), rc.num_gpus, rc.num_cpus, self.run_name)
 
         self.pools = {
             "designer": pool("designer", DesignStage),
@@ -136,10 +146,18 @@ class Miner:
         self._attempts_for = make_policy(s.policy, s.policy_options, [], cfg.edit.attempts_per_instruction, s.unit).attempts_for
         # the reserved clock: GPUs this pipeline's actors hold, from now on
         self.scheduler.set_reserved.remote(
-            {p.role: p.gpus_per_actor * len(p.actors) for p in self.pools.values() if p.gpus_per_actor}
+            {p.role: p.gpus_held() for p in self.pools.values() if p.gpus_per_actor}
         )
+        if cfg.ray.autosize:
+            self.sizer = Sizer(cfg, self.pools, self.scheduler)
         # load every model before work starts, so a broken backend fails the run at once
-        ray.get([r for p in self.pools.values() for r in p.setup()])
+        for p in self.pools.values():
+            p.node = ray.get(p.setup())  # setup() answers the actor's node id (for locality)
+        self.driver_node = ray.get_runtime_context().get_node_id()
+        self._mark("pools_ready")
+
+    def _mark(self, what: str) -> None:
+        self.timeline.setdefault(what, round(time.monotonic() - self._t0, 2))
 
     def shutdown(self) -> None:
         for p in getattr(self, "pools", {}).values():
@@ -232,6 +250,11 @@ class Miner:
                 cursor += 1
 
         advance_scenes()
+
+        def design_done_now() -> bool:
+            return (scenes_used >= t.num_scenes or next_request >= max_requests) and not source_queue and not any(
+                k in ("design", "sources") for k, _ in inflight.values())
+
         while True:
             # 1. design, in request order, until enough scenes (re-asking for what was lost)
             while (
@@ -251,13 +274,20 @@ class Miner:
                 batch = [source_queue.popleft() for _ in range(min(cfg.sources.batch_size, len(source_queue)))]
                 self._submit_sources(batch, inflight)
             # 3. edit chains: editor -> prefilter -> low-level (CPU) -> validator
-            while not exhausted and self.pools["editor"].capacity(per_actor["editor"]) > 0:
-                jobs, stats = ray.get(self.scheduler.draw.remote(cfg.scheduler.batch_size))
+            # editors take their next batch as soon as their part of a chain is done; chains waiting
+            # downstream are bounded too (one more round per editor slot), so memory stays bounded
+            # when a judge is slower than the editors
+            while not exhausted and self.pools["editor"].capacity(per_actor["editor"]) > 0 \
+                    and self.n_chains < 2 * per_actor["editor"] * self.pools["editor"].n_live:
+                jobs, stats = ray.get(self.scheduler.draw.remote(self._draw_size(pending_jobs)))
                 exhausted, pending_jobs = stats["budget_exhausted"], stats["jobs_pending"]
                 for sid, n in stats.pop("cancelled_jobs_by_source", {}).items():  # a policy stopped pairs
                     self._job_done(sid, n)
                 if not jobs:
+                    if pending_jobs == 0 and design_done_now():
+                        self._mark("all_drawn")
                     break
+                self._mark("first_draw")
                 todo = [j for j in jobs if j.attempt_id not in self.done_attempts]
                 if len(todo) < len(jobs):  # done before a restart: nothing to run, nothing to pay
                     self.scheduler.complete_batch.remote([(j.attempt_id, {}, None) for j in jobs if j.attempt_id in self.done_attempts])
@@ -275,11 +305,21 @@ class Miner:
                     advance_scenes()
                 elif kind == "sources":
                     pending_jobs += self._on_sources(ref, extra, inflight)
+                elif kind == "slot":  # an editor finished its part of a chain: it may take the next
+                    self.pools[extra[0]].done(extra[1])
                 else:
                     self._on_attempts(ref, extra, inflight)
+            if self.sizer is not None:
+                sources_closed = design_done and not source_queue and not any(k == "sources" for k, _ in inflight.values())
+                if sources_closed:
+                    self.sizer.close(("t2i", "gate"))
+                    if exhausted or pending_jobs == 0:  # no chain will be submitted again (bar a re-issue)
+                        self.sizer.close(("editor", "prefilter", "validator"))
+                self.sizer.tick(stats)
             self.progress.update(self.funnel, stats, exhausted)
             self.metrics.gauges(self.pools, stats)
 
+        self._mark("loop_end")
         self.src_writer.close()
         self.att_writer.close()
         self.progress.close()
@@ -288,7 +328,21 @@ class Miner:
         stats = ray.get(self.scheduler.stats.remote())
         self.metrics.gauges(self.pools, stats, force=True)
         return {"ledger": ray.get(self.scheduler.ledger.remote()), "scheduler": stats,
-                "usage": self.usage.as_dict(), "reissued_batches": self.reissued}
+                "usage": self.usage.as_dict(), "reissued_batches": self.reissued,
+                "pools": {r: {"actors_started": len(p.actors), "gpus_per_actor": p.gpus_per_actor}
+                          for r, p in self.pools.items()},
+                "rebalancing": self.sizer.events if self.sizer else [],
+                "locality": dict(self.locality), "timeline": dict(self.timeline)}
+
+    def _draw_size(self, pending_jobs: int) -> int:
+        """scheduler.batch_size; with autosize, smaller once the queue runs short, so the last jobs
+        spread over every editor instead of queueing behind a few big batches (a shorter tail)."""
+        n = self.cfg.scheduler.batch_size
+        if self.sizer is None or pending_jobs <= 0:
+            return n
+        per = self.cfg.edit.attempts_per_instruction if self.cfg.scheduler.unit == "pair" else 1
+        share = -(-pending_jobs // (per * 2 * max(self.pools["editor"].n_live, 1)))  # two rounds per editor
+        return max(1, min(n, share))
 
     # -- submitting ----------------------------------------------------------------------------
     def _submit_sources(self, batch, inflight) -> None:
@@ -301,14 +355,25 @@ class Miner:
         used = []
         i, ref = self.pools["editor"].call("process_first", jobs, srcs)
         used.append(("editor", i))
-        for role in ("prefilter", "cpu", "validator"):
-            i, ref = self.pools[role].call("process_first", ref, srcs)
+        inflight[ref] = ("slot", ("editor", i))  # the editor's slot frees when its part is done, not the chain's
+        node = self.pools["editor"].node[i]
+        for role in ("prefilter", "cpu", "validator"):  # downstream stages prefer the editor's node
+            i, ref = self.pools[role].call("process_first", ref, srcs, node=node)
             used.append((role, i))
-        inflight[ref] = ("chain", {"actors": used, "jobs": jobs})
+        # rows (and PNG encoding) on a CPU actor: the driver gets rows, not edited images
+        k, ref = self.pools["cpu"].call("rows", ref, self.cfg.output.image_format, self.cfg.output.attempt_images, node=node)
+        inflight[ref] = ("chain", {"actors": used + [("cpu", k)], "jobs": jobs})
+        self.n_chains += 1
+        sb = sum(self.src_bytes.get(s, 0) for s in srcs)
+        eb = sum(self.src_bytes.get(j.source_id, 0) for j in jobs)  # an edit is the size of its source
+        self.locality["cross_node_bytes"] += chain_cross_node_bytes(
+            self.driver_node, [self.pools[r].node[k] for r, k in used], sb, eb, tail=self.pools["cpu"].node[k])
+        self.locality["attempts"] += len(jobs)
 
     def _release(self, extra) -> None:
         for role, i in extra["actors"]:
-            self.pools[role].done(i)
+            if role != "editor" or extra.get("jobs") is None:  # a chain's editor slot is freed by its "slot" ref
+                self.pools[role].done(i)
 
     MAX_REISSUES = 3
 
@@ -352,6 +417,7 @@ class Miner:
 
     def _admit(self, s: Source) -> None:
         self.source_refs[s.source_id] = ray.put(s)
+        self.src_bytes[s.source_id] = s.image.nbytes if s.image is not None else 0
         self.jobs_left[s.source_id] += sum(self._attempts_for(i.category) for i in s.instructions)
 
     def _on_sources(self, ref, extra, inflight) -> int:
@@ -366,6 +432,7 @@ class Miner:
             t.n_in += len(extra["batch"])
             t.failed[f"error:{type(e).__name__}"] += len(extra["batch"])
             return 0
+        self._mark("first_sources")
         for tl in (t_src, t_gate):
             self.funnel.merge(tl)
             self.metrics.tally(tl)
@@ -383,9 +450,10 @@ class Miner:
 
     def _on_attempts(self, ref, extra, inflight) -> None:
         self._release(extra)
+        self.n_chains -= 1
         jobs = extra["jobs"]
         try:
-            attempts = ray.get(ref)
+            attempts, rows = ray.get(ref)
         except Exception as e:  # an actor of the chain died
             if self._retry(f"chain-{jobs[0].attempt_id}", e, extra["actors"]):
                 self._submit_chain(jobs, inflight)
@@ -399,16 +467,16 @@ class Miner:
             for j in jobs:
                 self._job_done(j.source_id)
             return
-        fmt, keep_img = self.cfg.output.image_format, self.cfg.output.attempt_images
-        rows, done = [], []
-        for a in attempts:
+        if self.pools["cpu"].node[extra["actors"][-1][1]] != self.driver_node:
+            self.locality["cross_node_bytes"] += sum(len(r["edited_image"]["bytes"]) for r in rows if r.get("edited_image"))
+        done = []
+        for a, row in zip(attempts, rows):
             self.funnel.add_attempt_verdicts(a.verdicts)
             for v in a.verdicts:
                 self.metrics.verdict(v.stage, v.outcome, v.reason)
             if a.usage:
                 self.usage.add("validator", a.usage)
                 self.metrics.usage("validator", a.usage)
-            rows.append(attempt_row(a, fmt, keep_img))
             costs = {st: (STAGE_ROLE[st], s) for st, s in a.gpu_seconds.items()}
             pv = next((v for v in a.verdicts if v.stage == "prefilter"), None)
             vv = next((v for v in a.verdicts if v.stage == "validate"), None)
@@ -420,9 +488,10 @@ class Miner:
                 # the pre-filter's sqrt(adherence x aesthetics): every judged attempt has one, so
                 # policies can see a run of low scores; the hard validator's is validator_score
                 "score": geometric_score(*a.scores("prefilter")) if None not in a.scores("prefilter") else None,
-                "validator_score": rows[-1]["score"],
+                "validator_score": row["score"],
                 "adherence": a.scores("prefilter")[0],
             }))
+        self._mark("first_attempts")
         self.att_writer.write(rows)
         self.scheduler.complete_batch.remote(done)
         for j in jobs:
@@ -434,6 +503,7 @@ class Miner:
         if self.jobs_left[sid] <= 0 and sid in self.source_refs:
             del self.source_refs[sid]
             del self.jobs_left[sid]
+            self.src_bytes.pop(sid, None)
 
 
 def _photo_stage():

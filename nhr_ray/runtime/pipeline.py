@@ -165,6 +165,9 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
         "scheduler": mined["scheduler"],
         "api_usage": api_usage,
         "reissued_batches": mined["reissued_batches"],
+        "pools": mined["pools"],
+        "rebalancing": mined["rebalancing"],
+        "locality": mined["locality"],
         "triplets": counts,
     }
     store.write_json("manifest.json", manifest)  # written last: its presence marks a complete run

@@ -41,7 +41,10 @@ class _Sim:
     def _sleep(self, gpu_seconds: float) -> None:
         sim = self.context.sim
         if sim is not None and sim.realtime_scale > 0:
-            time.sleep(gpu_seconds / max(self.context.num_gpus, 1.0) * sim.realtime_scale)
+            # a model over g GPUs runs g times faster; one on a fraction of a GPU shares it, so slower
+            # (GPU-less actors, as in CPU-only tests, take the one-GPU time)
+            g = self.context.num_gpus if self.context.num_gpus > 0 else 1.0
+            time.sleep(gpu_seconds / g * sim.realtime_scale)
 
 
 class SimT2IOptions(BackendOptions):

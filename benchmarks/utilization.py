@@ -1,0 +1,181 @@
+"""Reserved GPUs kept busy: autosized pools vs an even split, on a 4-node simulated cluster.
+
+A `ray.cluster_utils.Cluster` with a CPU-only head and 4 nodes declaring 4 GPUs each runs the
+streaming phase (stages 1-8) twice on the same work in real-time simulation mode (every call sleeps
+its GPU-seconds / its GPUs x --scale):
+
+    baseline  16 GPUs split evenly over the four GPU roles (t2i 4x1, gate 4x1, editor 4x1,
+              pre-filter 1x4), fixed for the run
+    autosize  ray.autosize: pools sized from cost per attempt (t2i and gate on quarter GPUs), re-balanced
+              from measured rates, actors let go at the tail
+    autosize_prefilter_1gpu  the same with the pre-filter on one GPU per actor (a quantized 72B)
+
+For each: busy_over_reserved overall and per role (busy GPU-seconds from the ledger over GPUs held x
+wall time as the run's ledger counts it, from the pools' creation to the end, start and tail
+included), the same over all 16 GPUs of the cluster x the phase's wall time (a fixed cluster's bill),
+triplets per reserved GPU-hour (real hours: the simulated wall divided by --scale), cross-node bytes
+per attempt (estimated from actor placement and image sizes), and driver and scheduler peak RSS.
+Then, unless --no-fast, a long fast-mode run (scale 0) reports RSS at 10 % and 100 % of its attempts.
+
+    python benchmarks/utilization.py [--scenes 30] [--scale 0.03] [--fast-scenes 300]
+
+The last line printed is the JSON result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import ray
+from ray.cluster_utils import Cluster
+
+from nhr_ray.config import load_config
+from nhr_ray.runtime.driver import Miner
+from nhr_ray.runtime.finalize import finalize
+from nhr_ray.runtime.pipeline import open_output, preflight
+
+MB = 1 << 20
+NODES, GPUS_PER_NODE = 4, 4
+
+BASELINE = {"roles.t2i.actors": 4, "roles.gate.actors": 4, "roles.editor.actors": 4, "roles.prefilter.actors": 1}
+AUTOSIZE = {"ray.autosize": True, "roles.t2i.num_gpus": 0.25, "roles.gate.num_gpus": 0.25, "ray.rebalance_every_s": 5}
+MODES = {
+    "autosize": AUTOSIZE,
+    # the 72B pre-filter quantized onto one GPU per actor: finer grain for the sizer
+    "autosize_prefilter_1gpu": {**AUTOSIZE, "roles.prefilter.num_gpus": 1},
+    "baseline": BASELINE,
+}
+
+
+class RssWatch(threading.Thread):
+    """Samples driver and scheduler RSS every 0.2 s; records marks at given attempt counts."""
+
+    def __init__(self, miner: Miner, marks: tuple[int, ...] = ()):
+        super().__init__(daemon=True)
+        self.miner, self.marks, self.at = miner, sorted(marks), {}
+        self.peak = {"driver": 0, "scheduler": 0}
+        self.sched: psutil.Process | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        me = psutil.Process()
+        while not self.stop.is_set():
+            d = me.memory_info().rss
+            s = 0
+            if self.sched is None and getattr(self.miner, "scheduler", None) is not None:
+                try:
+                    self.sched = psutil.Process(ray.get(self.miner.scheduler.__ray_call__.remote(lambda self: os.getpid())))
+                except Exception:
+                    pass
+            if self.sched is not None:
+                try:
+                    s = self.sched.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak["driver"], self.peak["scheduler"] = max(self.peak["driver"], d), max(self.peak["scheduler"], s)
+            n = self.miner.funnel.tally("edit").n_in
+            for m in self.marks:
+                if n >= m and m not in self.at:
+                    self.at[m] = {"attempts": n, "driver_rss_mb": round(d / MB, 1), "scheduler_rss_mb": round(s / MB, 1)}
+            time.sleep(0.2)
+
+
+def mine(sets: dict, scale: float, marks: tuple[int, ...] = ()) -> dict:
+    cfg = load_config(overrides=[f"{k}={v}" for k, v in {"output.progress": "false", "scheduler.budget_gpu_hours": "null",
+                                                            "ray.cpu_workers": 4, "sim.realtime_scale": scale, **sets}.items()])
+    preflight(cfg)
+    with tempfile.TemporaryDirectory() as d:
+        store, _ = open_output(cfg, str(Path(d) / "run"))
+        miner = Miner(cfg, store, f"util-{os.getpid()}-{int(time.time())}")
+        watch = RssWatch(miner, marks)
+        watch.start()
+        t0 = time.monotonic()
+        try:
+            miner.start_pools()
+            t_ready = time.monotonic()
+            mined = miner.run()
+            t_end = time.monotonic()
+            watch.at["end"] = {"attempts": miner.funnel.tally("edit").n_in,
+                               "driver_rss_mb": round(psutil.Process().memory_info().rss / MB, 1),
+                               "scheduler_rss_mb": round(watch.sched.memory_info().rss / MB, 1) if watch.sched else None}
+        finally:
+            miner.shutdown()
+        wall = time.monotonic() - t0
+        watch.stop.set()
+        watch.join()
+        counts = finalize(cfg, store, miner.funnel, miner.usage, miner.run_name)
+    led = mined["ledger"]
+    busy = led["by_role_gpu_hours"]
+    res = led["reserved_by_role_gpu_hours"]
+    cluster_gpus = NODES * GPUS_PER_NODE
+    attempts = miner.funnel.tally("edit").n_in
+    reserved_real_h = led["reserved_gpu_hours"] / scale if scale else None
+    loc = mined["locality"]
+    return {
+        "wall_s": round(wall, 1),
+        "setup_s": round(t_ready - t0, 1),
+        "attempts": attempts,
+        "triplets": {k[6:]: v for k, v in counts.items() if k.startswith("final_")},
+        "busy_over_reserved": round(led["busy_gpu_hours"] * scale / led["reserved_gpu_hours"], 3) if scale else None,
+        "busy_over_reserved_by_role": {r: round(busy.get(r, 0) * scale / h, 3) for r, h in res.items() if h} if scale else None,
+        "busy_over_cluster_gpus": round(led["busy_gpu_hours"] * 3600 * scale / (cluster_gpus * wall), 3) if scale else None,
+        "busy_over_cluster_gpus_after_setup": round(led["busy_gpu_hours"] * 3600 * scale / (cluster_gpus * (t_end - t_ready)), 3)
+        if scale else None,
+        "triplets_per_reserved_gpu_hour": round(sum(counts.get(k, 0) for k in counts if k.startswith("final_")) / reserved_real_h, 2)
+        if reserved_real_h else None,
+        "forward_triplets_per_reserved_gpu_hour": round(counts.get("final_forward", 0) / reserved_real_h, 2) if reserved_real_h else None,
+        "cross_node_bytes_per_attempt": round(loc["cross_node_bytes"] / max(loc["attempts"], 1)),
+        "image_pixels_scale": cfg.sources.scale,
+        "pools": {r: p["actors_started"] for r, p in mined["pools"].items()},
+        "rebalancing": mined["rebalancing"],
+        "timeline_s": {**mined["timeline"], "phase_end": round(wall, 2)},
+        "peak_rss_mb": {k: round(v / MB, 1) for k, v in watch.peak.items()},
+        "rss_at": watch.at,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scenes", type=int, default=30, help="scene prompts per real-time run (about 75 attempts each)")
+    ap.add_argument("--scale", type=float, default=0.03, help="sim.realtime_scale: wall seconds per GPU-second")
+    ap.add_argument("--fast-scenes", type=int, default=300, help="scenes of the fast-mode RSS run (0: skip it)")
+    ap.add_argument("--batch", type=int, default=2, help="scheduler.batch_size (pairs per editor call)")
+    ap.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES), help="real-time runs (none: only the fast run)")
+    args = ap.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "num_gpus": 0})
+    for _ in range(NODES):
+        c.add_node(num_cpus=8, num_gpus=GPUS_PER_NODE)
+    ray.init(address=c.address, logging_level="ERROR")
+    c.wait_for_nodes()
+    out: dict = {"cluster": f"head (0 GPU) + {NODES} nodes x {GPUS_PER_NODE} GPUs", "scale": args.scale, "scenes": args.scenes,
+                 "batch": args.batch}
+    try:
+        # 2 pairs (10 attempts, ~3 s of one editor at scale 0.04) per chain: at the default 8 pairs a short
+        # run's start and tail are a few 40-attempt batches long
+        sets = {"task.num_scenes": args.scenes, "scheduler.batch_size": args.batch, "sources.scale": 0.0625}
+        for mode in args.modes:
+            r = mine({**sets, **MODES[mode]}, args.scale)
+            out[mode] = r
+            print(json.dumps({mode: {k: r[k] for k in ("wall_s", "attempts", "busy_over_reserved", "busy_over_cluster_gpus")}}), flush=True)
+        if args.fast_scenes:
+            # attempts expected: ~77 per scene at the default funnel
+            n = args.fast_scenes * 77
+            r = mine({"task.num_scenes": args.fast_scenes, "sources.scale": 0.0625, **AUTOSIZE}, 0.0, marks=(n // 10, n))
+            out["fast"] = {k: r[k] for k in ("wall_s", "attempts", "peak_rss_mb", "rss_at", "triplets")}
+            out["fast"]["attempts_per_s"] = round(r["attempts"] / r["wall_s"], 1)
+    finally:
+        ray.shutdown()
+        c.shutdown()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

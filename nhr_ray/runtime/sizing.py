@@ -1,0 +1,136 @@
+"""Role pool sizing from cost per edit attempt: pure code, no Ray (the driver applies the plans).
+
+Every role's work is counted in GPU-seconds per edit attempt: the editor's own cost, the pre-filter's
+cost times the share of edits it sees, a source image's cost divided by the attempts a source yields
+(gate pass rate x instructions x M), and so on. The funnel's pass rates are folded in that way, so one
+number per role says how many GPUs it needs for each GPU the editor gets.
+
+`plan` fills the cluster's GPUs, node by node, by water-filling: it always adds one actor to the role
+whose GPUs per unit of demand is lowest (the bottleneck), as long as that actor fits on some node.
+`Rates` blends SPEC.md's costs (the priors) with what the run measured, and `moves` turns the change
+from one plan to the next into retire/start steps, with some hysteresis so pools do not flap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# SPEC.md, one H100: GPU-seconds per edit attempt at the paper's ratios (the simulation agrees within
+# a few %: editor ~7.9-9, pre-filter ~2.0 x edits kept, a source ~0.8 and a gate call 0.38 spread
+# over the ~8-10 attempts a surviving source yields)
+PRIOR_GPU_S_PER_ATTEMPT = {"t2i": 0.09, "gate": 0.05, "editor": 8.8, "prefilter": 2.0, "validator": 0.0}
+
+
+class SizingError(ValueError):
+    """The roles cannot all be placed on the cluster's GPUs (one line, names the role)."""
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    gpus_per_actor: float
+    demand: float  # GPU-seconds this role spends per edit attempt
+    min_actors: int = 1
+    max_actors: int | None = None
+
+
+def _fits(free: list[float], g: float) -> int | None:
+    """The node to place an actor of g GPUs on: whole GPUs on one node; fractions share a GPU
+    (Ray places a fraction on one GPU, so the node needs that fraction free on a GPU it has)."""
+    best = None
+    for k, f in enumerate(free):
+        if f + 1e-9 >= g and (best is None or f < free[best]):  # best fit: keeps big holes for big actors
+            best = k
+    return best
+
+
+def plan(node_gpus: list[float], roles: Mapping[str, RoleSpec]) -> dict[str, int]:
+    """Actors per role for a cluster whose GPU nodes offer node_gpus. Every role gets min_actors (or
+    SizingError); then GPUs go one actor at a time to the role with the least GPUs per unit of demand
+    whose actor still fits. Roles of no demand keep min_actors; GPU-less roles are not planned here."""
+    free = [float(g) for g in node_gpus]
+    out = {r: 0 for r in roles}
+    order = sorted(roles, key=lambda r: -roles[r].gpus_per_actor)  # big actors first: they fragment worst
+    for r in order:
+        s = roles[r]
+        for _ in range(s.min_actors):
+            k = _fits(free, s.gpus_per_actor)
+            if k is None:
+                raise SizingError(
+                    f"roles.{r}: {s.min_actors} actor(s) of {s.gpus_per_actor:g} GPUs do not fit next to the other roles "
+                    f"on GPU nodes of {', '.join(f'{g:g}' for g in node_gpus) or 'none'} GPUs"
+                )
+            free[k] -= s.gpus_per_actor
+            out[r] += 1
+    while True:
+        cands = []
+        for r, s in roles.items():
+            if s.demand <= 0 or s.gpus_per_actor <= 0 or (s.max_actors is not None and out[r] >= s.max_actors):
+                continue
+            if _fits(free, s.gpus_per_actor) is None:
+                continue
+            cands.append((out[r] * s.gpus_per_actor / s.demand, -s.demand, r))
+        if not cands:
+            return out
+        r = min(cands)[2]
+        free[_fits(free, roles[r].gpus_per_actor)] -= roles[r].gpus_per_actor
+        out[r] += 1
+
+
+def throughput(counts: Mapping[str, int], roles: Mapping[str, RoleSpec]) -> float:
+    """Attempts per second the plan sustains: its bottleneck role's GPUs over its demand."""
+    rates = [counts[r] * s.gpus_per_actor / s.demand for r, s in roles.items() if s.demand > 0 and s.gpus_per_actor > 0]
+    return min(rates) if rates else 0.0
+
+
+def utilization(counts: Mapping[str, int], roles: Mapping[str, RoleSpec]) -> dict[str, float]:
+    """Busy over held per role (and 'all') at the plan's steady-state throughput."""
+    x = throughput(counts, roles)
+    out, busy, held = {}, 0.0, 0.0
+    for r, s in roles.items():
+        g = counts[r] * s.gpus_per_actor
+        if g > 0:
+            out[r] = min(1.0, x * s.demand / g)
+            busy += x * s.demand
+            held += g
+    out["all"] = busy / held if held else 0.0
+    return out
+
+
+@dataclass
+class Rates:
+    """GPU-seconds per edit attempt by role: priors blended with measurements. A prior counts as
+    `prior_weight` attempts' worth of evidence, so the first measured batches move it only a little."""
+
+    prior: dict[str, float] = field(default_factory=lambda: dict(PRIOR_GPU_S_PER_ATTEMPT))
+    prior_weight: float = 200.0
+    source_roles: tuple[str, ...] = ("t2i", "gate")
+    busy_s: dict[str, float] = field(default_factory=dict)
+    attempts: float = 0.0
+    jobs_created: float = 0.0
+
+    def observe(self, busy_by_role_s: Mapping[str, float], attempts_done: float, jobs_created: float | None = None) -> None:
+        """Cumulative busy GPU-seconds by role, attempts completed and jobs created so far (not
+        increments). Source roles are divided by the jobs their sources created (they run ahead of the
+        editor: per attempt completed they would look many times dearer early in a run)."""
+        self.busy_s = dict(busy_by_role_s)
+        self.attempts = float(attempts_done)
+        self.jobs_created = float(attempts_done if jobs_created is None else jobs_created)
+
+    def per_attempt(self) -> dict[str, float]:
+        w = self.prior_weight
+        out = {}
+        for r in set(self.prior) | set(self.busy_s):
+            n = self.jobs_created if r in self.source_roles else self.attempts
+            out[r] = (self.prior.get(r, 0.0) * w + self.busy_s.get(r, 0.0)) / (w + n)
+        return out
+
+
+def moves(current: Mapping[str, int], target: Mapping[str, int], roles: Mapping[str, RoleSpec],
+          min_gain: float = 0.05) -> dict[str, int]:
+    """Actors to add (+) or retire (-) per role to go from current to target; nothing when the target
+    would raise the steady-state throughput by less than min_gain (relative): pools do not flap."""
+    now, then = throughput(current, roles), throughput(target, roles)
+    if then <= now * (1 + min_gain):
+        return {}
+    return {r: target[r] - current.get(r, 0) for r in target if target[r] != current.get(r, 0)}

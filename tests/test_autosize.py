@@ -1,0 +1,56 @@
+"""ray.autosize on a multi-node cluster: pools sized to the GPUs there are, re-balanced and let go at
+the tail while the run goes on, and every job still accounted for, with the same triplets."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from conftest import small_config
+from nhr_ray.runtime.pipeline import RunError, run
+from test_faults_resume import SETS, triplets
+
+# re-balance often and on any gain, so a short run exercises retiring and starting actors
+AUTO = {"ray.autosize": True, "ray.rebalance_every_s": 0.3, "ray.rebalance_min_gain": 0.0,
+        "roles.t2i.num_gpus": 0.5, "roles.gate.num_gpus": 0.5, "sim.realtime_scale": 0.002}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if ray.is_initialized():
+        ray.shutdown()
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "num_gpus": 0})
+    for _ in range(2):
+        c.add_node(num_cpus=8, num_gpus=4)
+    ray.init(address=c.address, logging_level="ERROR")
+    c.wait_for_nodes()
+    yield c
+    ray.shutdown()
+    c.shutdown()
+
+
+def test_autosized_run_accounts_for_every_job(cluster, tmp_path):
+    ref = tmp_path / "ref"
+    run(small_config(**SETS), ref)
+    out = tmp_path / "auto"
+    res = run(small_config(**SETS, **AUTO), out)
+    m = res["manifest"]
+    funnel = json.loads((out / "funnel.json").read_text())
+    assert all(funnel["balanced"].values())
+    ids = pq.read_table(sorted((out / "data").glob("attempts-*.parquet")), columns=["attempt_id"]).column("attempt_id").to_pylist()
+    assert len(ids) == len(set(ids)) == m["scheduler"]["jobs_total"] == funnel["stages"]["edit"]["in"]
+    assert triplets(out) == triplets(ref)
+    # sized to the 8 GPUs: one 4-GPU pre-filter, the small roles sharing a GPU, editors on the rest
+    held = m["gpu_hours"]["gpus_held"]
+    assert sum(held.values()) == 0  # every actor let go at the tail
+    reb = m["rebalancing"]
+    assert any(e.get("closed") == "editor" for e in reb)
+
+
+def test_autosize_refuses_roles_that_cannot_fit_on_any_node(cluster, tmp_path):
+    with pytest.raises(RunError, match="roles.prefilter: each actor needs 6 GPUs on one node; the largest node has 4"):
+        run(small_config(**SETS, **AUTO, **{"roles.prefilter.num_gpus": 6}), tmp_path / "nofit")
+    with pytest.raises(RunError, match="ray.autosize: roles.validator: 1 actor"):
+        run(small_config(**SETS, **AUTO, **{"roles.editor.num_gpus": 4, "roles.validator.num_gpus": 1}), tmp_path / "nofit2")
