@@ -137,8 +137,16 @@ def parse_instruction(text: str) -> tuple[str, tuple[str, ...]] | None:
     return None
 
 
+# An image is either harder or easier to edit for every instruction on it (x0.65 or x1.35 on mu):
+# successes cluster by image as well as by pair, which sets how many images have two or more kept
+# edits, i.e. the composition row of the funnel.
+SOURCE_EASE = (0.65, 1.35)
+
+
 def beta_pair_q(run_seed: int, pair: str, category: str, mean: float, kappa: float, mult: dict[str, float]) -> float:
-    mu = float(np.clip(mean * mult.get(category, 1.0), 1e-3, 0.95))
+    source = pair.rpartition(".i")[0]
+    ease = SOURCE_EASE[int(item_rng(run_seed, source, "source_ease").integers(0, 2))]
+    mu = float(np.clip(mean * mult.get(category, 1.0) * ease, 1e-3, 0.95))
     return float(item_rng(run_seed, pair, "pair_q").beta(mu * kappa, (1 - mu) * kappa))
 
 
