@@ -1,12 +1,16 @@
 import os
+import tempfile
 
 import pytest
-
-from conftest_models import tiny_models  # noqa: F401  (session fixture: tiny real checkpoints)
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.pop("RAY_ADDRESS", None)
+# The HF datasets cache is machine-wide and keyed partly by folder name: a test session gets its own,
+# so an earlier session's export under the same name is never served back.
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="nhr-test-hf-datasets-")
+
+from conftest_models import tiny_models  # noqa: E402,F401  (session fixture: tiny real checkpoints)
 
 
 @pytest.fixture(scope="module")
