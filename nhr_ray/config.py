@@ -28,6 +28,13 @@ PAPER_BUCKETS: list[tuple[int, int]] = [
 CATEGORIES = ["removal", "addition", "colour_change", "replacement", "style"]
 
 
+def check_categories(names) -> None:
+    """A map keyed by instruction category may name only known categories."""
+    bad = sorted(set(names) - set(CATEGORIES))
+    if bad:
+        raise ValueError(f"unknown categories {bad}; known: {CATEGORIES}")
+
+
 class ConfigError(ValueError):
     """A config that must not run. The message names the offending key."""
 
@@ -266,9 +273,7 @@ class SimConfig(Strict):
     @field_validator("category_difficulty")
     @classmethod
     def _known(cls, v):
-        bad = sorted(set(v) - set(CATEGORIES))
-        if bad:
-            raise ValueError(f"unknown categories {bad}; known: {CATEGORIES}")
+        check_categories(v)
         return v
 
 

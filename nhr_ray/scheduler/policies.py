@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from nhr_ray.config import CATEGORIES
+from nhr_ray.config import CATEGORIES, check_categories
 
 if TYPE_CHECKING:
     from nhr_ray.scheduler.core import JobScheduler
@@ -82,9 +82,7 @@ class PerCategoryM(Policy):
         @field_validator("attempts")
         @classmethod
         def _known(cls, v):
-            bad = sorted(set(v) - set(CATEGORIES))
-            if bad:
-                raise ValueError(f"unknown categories {bad}; known: {CATEGORIES}")
+            check_categories(v)
             for k, m in v.items():
                 if not 1 <= m <= 64:
                     raise ValueError(f"{k}: attempts must be in 1..64, got {m}")
