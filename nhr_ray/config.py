@@ -200,7 +200,18 @@ class RoleConfig(Strict):
     num_gpus: float = Field(1.0, ge=0, description="GPUs each actor holds (fractions share a GPU).")
     num_cpus: float = Field(0.25, ge=0, description="CPUs each actor holds.")
     max_in_flight: int = Field(2, ge=1, description="Batches queued per actor (the next is ready before the current ends).")
+    max_actors: int | None = Field(
+        None, ge=1,
+        description="With ray.elastic: the pool may grow to this many actors while its queue is backed up (and shrinks "
+        "back to 1 when idle). None: the pool stays at `actors`.",
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="The backend's own options.")
+
+    @model_validator(mode="after")
+    def _max_not_below_start(self):
+        if self.max_actors is not None and self.max_actors < self.actors:
+            raise ValueError(f"max_actors ({self.max_actors}) is below actors ({self.actors})")
+        return self
 
 
 def _role(gpus: float, actors: int = 1, **kw) -> RoleConfig:
@@ -238,6 +249,25 @@ class RayConfig(Strict):
         description="On an autoscaling cluster: the GPUs it can grow to. The pools' GPUs are then requested from the "
         "autoscaler at start (and released at the end) and checked against this instead of what is up now.",
     )
+    elastic: bool = Field(
+        False,
+        description="Demand-driven pools: a role whose queue stays backed up for elastic_sustain_s grows (doubling, up to "
+        "roles.<r>.max_actors) and one whose actors sit idle for elastic_idle_s shrinks (to 1), and the pools' resources "
+        "are requested from the autoscaler (ray.autoscaler.sdk.request_resources) at every change, so an autoscaling "
+        "cluster adds nodes for a backed-up queue and removes them when the pools shrink. Not with autosize.",
+    )
+    elastic_grow_at: float = Field(
+        2.0, gt=0, description="With elastic: batches waiting per live actor of a role that count as a backed-up queue."
+    )
+    elastic_sustain_s: float = Field(10.0, ge=0, description="With elastic: seconds a queue must stay backed up before its pool grows.")
+    elastic_idle_s: float = Field(30.0, ge=0, description="With elastic: seconds an actor with nothing queued waits before it is let go.")
+
+    @model_validator(mode="after")
+    def _one_sizing_mode(self):
+        if self.elastic and self.autosize:
+            raise ValueError("elastic and autosize both size the pools: choose one (autosize fills a fixed cluster's "
+                             "GPUs from measured costs; elastic follows queue depth on an autoscaling cluster)")
+        return self
 
 
 class OutputConfig(Strict):

@@ -79,4 +79,5 @@ def attempt_row(a: Attempt, fmt: str, keep_image: str) -> dict[str, Any]:
     )
     row["sim_outcome"] = (a.sim_truth or {}).get("outcome")
     row["sim_truth"] = _truth_json(a.sim_truth)
+    row["api_usage"] = json.dumps(a.usage, sort_keys=True) if a.usage else None
     return row

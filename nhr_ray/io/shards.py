@@ -72,6 +72,7 @@ ATTEMPTS_SCHEMA = pa.schema([
     ("changed_pixels", pa.int64()), ("largest_component_share", pa.float64()),
     ("gpu_seconds", pa.float64()), ("edit_meta", pa.string()), ("edited_image", IMAGE),
     ("sim_outcome", pa.string()), ("sim_truth", pa.string()),
+    ("api_usage", pa.string()),  # JSON: tokens, calls and USD its hosted-model calls cost (resume adds it back)
 ])  # fmt: skip
 
 TRIPLETS_SCHEMA = pa.schema([

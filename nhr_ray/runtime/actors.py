@@ -93,6 +93,8 @@ class Pool:
         self.live: list[bool] = []  # False: retired, takes no new call
         self.dead: list[bool] = []  # killed (after retiring and draining)
         self.node: list[str | None] = []  # node id, once setup() answered
+        self.ready: list[bool] = []  # setup() answered: the model is loaded, calls run at once
+        self.last_busy: list[float] = []  # monotonic time of its last call or completion (idle detection)
         self._rr = itertools.count()
         self._node_refs: dict[int, ray.ObjectRef] = {}
         self.grow(n)
@@ -108,6 +110,8 @@ class Pool:
             self.live.append(True)
             self.dead.append(False)
             self.node.append(None)
+            self.ready.append(False)
+            self.last_busy.append(time.monotonic())
             self._node_refs[k] = self.actors[k].setup.remote()  # loads the model now; answers its node
             new.append(k)
         return new
@@ -123,12 +127,31 @@ class Pool:
                 del self._node_refs[k]
                 try:
                     self.node[k] = ray.get(ref)
+                    self.ready[k] = True
+                    self.last_busy[k] = time.monotonic()
                 except Exception:  # a lost actor: its node stays unknown, a re-issue will tell
                     pass
+
+    def mark_ready(self, nodes: list[str]) -> None:
+        """setup() answered for every actor (start_pools waits for them): note nodes, take calls."""
+        for k, n in enumerate(nodes):
+            self.node[k], self.ready[k] = n, True
+            self._node_refs.pop(k, None)
 
     @property
     def n_live(self) -> int:
         return sum(self.live)
+
+    @property
+    def n_ready_live(self) -> int:
+        return sum(1 for i in range(len(self.actors)) if self.live[i] and self.ready[i])
+
+    def _takers(self) -> list[int]:
+        """Live actors that take calls: the ready ones; while none is ready, any live one (its call
+        waits for the model to load rather than not run)."""
+        live = [i for i in range(len(self.actors)) if self.live[i]]
+        ready = [i for i in live if self.ready[i]]
+        return ready or live
 
     def gpus_held(self) -> float:
         return self.gpus_per_actor * sum(1 for d in self.dead if not d)
@@ -137,7 +160,7 @@ class Pool:
         return [self.actors[i].setup.remote() for i in (range(len(self.actors)) if which is None else which)]
 
     def pick(self, node: str | None = None) -> int:
-        idx = [i for i in range(len(self.actors)) if self.live[i]]
+        idx = self._takers()
         if not idx:  # every actor let go, and a lost batch comes back: start one again
             idx = self.grow(1)
         start = next(self._rr) % len(idx)
@@ -151,15 +174,27 @@ class Pool:
         return min(order, key=lambda i: self.load[i])
 
     def capacity(self, per_actor: int) -> int:
-        return sum(per_actor - self.load[i] for i in range(len(self.actors)) if self.live[i])
+        return sum(per_actor - self.load[i] for i in self._takers())
 
     def call(self, method: str, *args, actor: int | None = None, node: str | None = None) -> tuple[int, ray.ObjectRef]:
         i = self.pick(node) if actor is None else actor
         self.load[i] += 1
+        self.last_busy[i] = time.monotonic()
         return i, getattr(self.actors[i], method).remote(*args)
 
     def done(self, i: int) -> None:
         self.load[i] -= 1
+        self.last_busy[i] = time.monotonic()
+
+    def idle_actors(self, now: float, idle_s: float) -> list[int]:
+        """Live, ready actors with nothing queued since at least idle_s seconds (longest idle first)."""
+        idle = [i for i in range(len(self.actors))
+                if self.live[i] and self.ready[i] and self.load[i] == 0 and now - self.last_busy[i] >= idle_s]
+        return sorted(idle, key=lambda i: self.last_busy[i])
+
+    def retire_actors(self, idx: list[int]) -> None:
+        for i in idx:
+            self.live[i] = False
 
     def retire(self, n: int) -> int:
         """Stop giving new calls to n live actors (the least loaded); returns how many were retired."""

@@ -11,6 +11,7 @@ import time
 
 import ray
 
+from nhr_ray.runtime.poolcontrol import PoolControl
 from nhr_ray.runtime.sizing import PRIOR_GPU_S_PER_ATTEMPT, Rates, RoleSpec, SizingError, moves, plan
 
 log = logging.getLogger(__name__)
@@ -44,36 +45,21 @@ def initial_counts(cfg) -> dict[str, int]:
     return plan(cluster_node_gpus(cfg), role_specs(cfg, PRIOR_GPU_S_PER_ATTEMPT))
 
 
-class Sizer:
+class Sizer(PoolControl):
     def __init__(self, cfg, pools: dict, scheduler):
-        self.cfg, self.pools, self.scheduler = cfg, pools, scheduler
+        super().__init__(cfg, pools, scheduler)
         self.node_gpus = cluster_node_gpus(cfg)
         self.rates = Rates()
         self.want: dict[str, int] = {}  # actors to start once GPUs are free
-        self.closed: set[str] = set()
         self._last = time.monotonic()
-        self._held: dict[str, float] = {}
-        self.events: list[dict] = []  # what was changed, when (for the benchmark and the log)
-        self._t0 = time.monotonic()
-
-    def held(self) -> dict[str, float]:
-        return {p.role: p.gpus_held() for p in self.pools.values() if p.gpus_per_actor}
-
-    def _declare(self) -> None:
-        h = self.held()
-        if h != self._held:
-            self._held = h
-            self.scheduler.set_reserved.remote(h)
 
     def counts(self) -> dict[str, int]:
         return {r: self.pools[r].n_live + self.want.get(r, 0) for r in PLANNED if r in self.pools}
 
-    def tick(self, stats: dict) -> None:
+    def tick(self, stats: dict, waiting: dict[str, float] | None = None) -> None:
         """Each driver loop: reap drained actors, start wanted ones into free GPUs, and every
         rebalance_every_s compare the plan at measured rates with what runs."""
-        for p in self.pools.values():
-            p.reap()
-            p.refresh_nodes()
+        self.reap_and_refresh()
         self._start_wanted()
         now = time.monotonic()
         if now - self._last >= self.cfg.ray.rebalance_every_s and stats:
@@ -89,7 +75,7 @@ class Sizer:
                 return
             delta = moves(cur, target, specs, self.cfg.ray.rebalance_min_gain)
             if delta:
-                self.events.append({"t": round(now - self._t0, 1), "from": cur, "to": target})
+                self.event({"from": cur, "to": target})
                 log.info("re-balancing pools: %s -> %s", cur, target)
                 for r, d in delta.items():
                     if d < 0:
@@ -115,15 +101,6 @@ class Sizer:
                 free -= n * g
 
     def close(self, roles: tuple[str, ...]) -> None:
-        """No more work can reach these roles: retire their live actors (killed once drained)."""
         for r in roles:
-            if r in self.closed or r not in self.pools:
-                continue
-            self.closed.add(r)
             self.want.pop(r, None)
-            p = self.pools[r]
-            p.retire(p.n_live)
-            self.events.append({"t": round(time.monotonic() - self._t0, 1), "closed": r})
-        for p in self.pools.values():
-            p.reap()
-        self._declare()
+        super().close(roles)

@@ -62,7 +62,7 @@ def check_capacity(cfg) -> None:
         if limit is None and rc.num_gpus > max(nodes, default=0.0) + 1e-9:
             raise RuntimeError(f"roles.{role}: each actor needs {rc.num_gpus:g} GPUs on one node; the largest node has "
                                f"{max(nodes, default=0.0):g}")
-        total += rc.num_gpus * rc.actors
+        total += rc.num_gpus * _most_actors(cfg, role)
     if cfg.ray.autosize:  # the sizer sets the GPU roles' counts: check that one actor of each fits
         from nhr_ray.runtime.autosize import initial_counts
         from nhr_ray.runtime.sizing import SizingError
@@ -82,16 +82,23 @@ def check_capacity(cfg) -> None:
             request_resources(bundles=bundles)
         return
     if total > cap + 1e-9:
-        parts = ", ".join(f"{r} {cfg.role(r).actors}x{cfg.role(r).num_gpus:g}" for r in STREAMING_ROLES if cfg.role(r).num_gpus)
-        raise RuntimeError(f"the role pools need {total:g} GPUs ({parts}), more than {where}")
+        parts = ", ".join(f"{r} {_most_actors(cfg, r)}x{cfg.role(r).num_gpus:g}" for r in STREAMING_ROLES if cfg.role(r).num_gpus)
+        grown = " when grown to their max_actors" if cfg.ray.elastic else ""
+        raise RuntimeError(f"the role pools need {total:g} GPUs{grown} ({parts}), more than {where}")
     if limit is not None:
         from ray.autoscaler.sdk import request_resources
 
         request_resources(bundles=pool_bundles(cfg))
 
 
+def _most_actors(cfg, role: str) -> int:
+    """Actors a role's pool can reach: its max_actors with elastic pools, else its actors."""
+    rc = cfg.role(role)
+    return rc.max_actors or rc.actors if cfg.ray.elastic else rc.actors
+
+
 def release_capacity(cfg) -> None:
-    if cfg.ray.autoscaling_max_gpus is not None and ray.is_initialized():
+    if (cfg.ray.autoscaling_max_gpus is not None or cfg.ray.elastic) and ray.is_initialized():
         from ray.autoscaler.sdk import request_resources
 
         request_resources(bundles=[])

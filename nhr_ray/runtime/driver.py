@@ -32,6 +32,7 @@ from nhr_ray.io.store import Store
 from nhr_ray.records import Instruction, Scene, Source, Verdict, geometric_score
 from nhr_ray.runtime.actors import Pool
 from nhr_ray.runtime.autosize import Sizer, initial_counts
+from nhr_ray.runtime.elastic import Elastic
 from nhr_ray.runtime.funnel import Funnel
 from nhr_ray.runtime.locality import chain_cross_node_bytes
 from nhr_ray.runtime.metrics import RunMetrics
@@ -101,7 +102,7 @@ class Miner:
         self.att_writer = ShardWriter(store, "attempts", ATTEMPTS_SCHEMA, cfg.output.shard_rows)
         self.retried: collections.Counter = collections.Counter()
         self.reissued = 0
-        self.sizer: Sizer | None = None
+        self.sizer: Sizer | Elastic | None = None  # whatever changes pool sizes during the run
         self.locality = {"cross_node_bytes": 0, "attempts": 0}
         self.src_bytes: dict[str, int] = {}
         self.n_chains = 0
@@ -150,9 +151,11 @@ class Miner:
         )
         if cfg.ray.autosize:
             self.sizer = Sizer(cfg, self.pools, self.scheduler)
+        elif cfg.ray.elastic:
+            self.sizer = Elastic(cfg, self.pools, self.scheduler)
         # load every model before work starts, so a broken backend fails the run at once
         for p in self.pools.values():
-            p.node = ray.get(p.setup())  # setup() answers the actor's node id (for locality)
+            p.mark_ready(ray.get(p.setup()))  # setup() answers the actor's node id (for locality)
         self.driver_node = ray.get_runtime_context().get_node_id()
         self._mark("pools_ready")
 
@@ -196,10 +199,13 @@ class Miner:
 
     def _resume_attempts(self) -> set[str]:
         done = set()
-        cols = ["attempt_id", "source_id", "gpu_seconds", *[f"{s}_{x}" for s in ATTEMPT_STAGES for x in ("outcome", "reason")]]
+        cols = ["attempt_id", "source_id", "gpu_seconds", "api_usage",
+                *[f"{s}_{x}" for s in ATTEMPT_STAGES for x in ("outcome", "reason")]]
         costs = []
         for r in iter_rows(self.store, "attempts", columns=cols):
             done.add(r["attempt_id"])
+            if r["api_usage"]:  # what its validator calls cost before the restart
+                self.usage.add("validator", json.loads(r["api_usage"]))
             for st in ATTEMPT_STAGES:
                 if r[f"{st}_outcome"] is not None:
                     self.funnel.tally(st).add(Verdict(st, r[f"{st}_outcome"] == "kept", r[f"{st}_reason"],
@@ -209,6 +215,19 @@ class Miner:
         for k in range(0, len(costs), 5000):
             self.scheduler.complete_batch.remote(costs[k : k + 5000])
         return done
+
+    def _carry_api_spend(self) -> None:
+        """A resumed run's api.max_cost_usd counts what the run spent before the restart (the
+        recorded calls; calls in flight at the crash were paid but left no record)."""
+        spent = sum(u.get("usd", 0.0) for u in self.usage.by_role.values())
+        if spent > 0 and self.cfg.api.max_cost_usd is not None:
+            from nhr_ray.backends.api.common import budget_scope
+            from nhr_ray.runtime.ratelimit import shared_limiter
+
+            ledger = shared_limiter(budget_scope(), max_usd=self.cfg.api.max_cost_usd)
+            ledger.settle(usd_actual=spent)
+            ledger.stats()  # a call after it: the ledger has the spend before any actor asks it
+            log.info("resumed: $%.4f of api.max_cost_usd=%.2f already spent", spent, self.cfg.api.max_cost_usd)
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -226,6 +245,7 @@ class Miner:
             self.funnel.merge(_tally_from_dict("design", d["tally"]))
             for u in d["usage"]:
                 self.usage.add("designer", u)
+        self._carry_api_spend()
         cursor, scenes_used = 0, 0  # scenes are taken in request order, whatever order answers come in
         source_queue: collections.deque = collections.deque()
         inflight: dict[ray.ObjectRef, tuple[str, Any]] = {}
@@ -315,7 +335,7 @@ class Miner:
                     self.sizer.close(("t2i", "gate"))
                     if exhausted or pending_jobs == 0:  # no chain will be submitted again (bar a re-issue)
                         self.sizer.close(("editor", "prefilter", "validator"))
-                self.sizer.tick(stats)
+                self.sizer.tick(stats, self._waiting(source_queue, pending_jobs, stats))
             self.progress.update(self.funnel, stats, exhausted)
             self.metrics.gauges(self.pools, stats)
 
@@ -333,6 +353,19 @@ class Miner:
                           for r, p in self.pools.items()},
                 "rebalancing": self.sizer.events if self.sizer else [],
                 "locality": dict(self.locality), "timeline": dict(self.timeline)}
+
+    def _waiting(self, source_queue, pending_jobs: int, stats: dict) -> dict[str, float]:
+        """Batches of work waiting per role, not yet on any of its actors (what elastic pools follow).
+        The editor's counts only jobs the budget can still pay for."""
+        cfg = self.cfg
+        jobs = pending_jobs
+        if stats.get("budget_gpu_hours") is not None and stats.get("job_cost_estimate_s"):
+            left_s = (stats["budget_gpu_hours"] - stats.get("committed_gpu_hours", 0.0)) * 3600.0
+            jobs = min(jobs, max(0.0, left_s) / stats["job_cost_estimate_s"])
+        src = len(source_queue) / cfg.sources.batch_size
+        past_editor = max(0, self.n_chains - sum(self.pools["editor"].load))  # chains at a judge or the CPU check
+        return {"designer": 0.0, "t2i": src, "gate": src, "editor": jobs / cfg.scheduler.batch_size,
+                "prefilter": past_editor, "validator": past_editor}
 
     def _draw_size(self, pending_jobs: int) -> int:
         """scheduler.batch_size; with autosize, smaller once the queue runs short, so the last jobs
