@@ -98,8 +98,7 @@ def mine(sets: dict, scale: float, marks: tuple[int, ...] = ()) -> dict:
         watch.start()
         t0 = time.monotonic()
         try:
-            miner.start_pools()
-            t_ready = time.monotonic()
+            miner.start_pools()  # returns at once: actors load while sources start
             mined = miner.run()
             t_end = time.monotonic()
             watch.at["end"] = {"attempts": miner.funnel.tally("edit").n_in,
@@ -120,13 +119,14 @@ def mine(sets: dict, scale: float, marks: tuple[int, ...] = ()) -> dict:
     loc = mined["locality"]
     return {
         "wall_s": round(wall, 1),
-        "setup_s": round(t_ready - t0, 1),
+        "setup_s": mined["timeline"].get("pools_ready"),  # until every starting actor had loaded
         "attempts": attempts,
         "triplets": {k[6:]: v for k, v in counts.items() if k.startswith("final_")},
         "busy_over_reserved": round(led["busy_gpu_hours"] * scale / led["reserved_gpu_hours"], 3) if scale else None,
         "busy_over_reserved_by_role": {r: round(busy.get(r, 0) * scale / h, 3) for r, h in res.items() if h} if scale else None,
         "busy_over_cluster_gpus": round(led["busy_gpu_hours"] * 3600 * scale / (cluster_gpus * wall), 3) if scale else None,
-        "busy_over_cluster_gpus_after_setup": round(led["busy_gpu_hours"] * 3600 * scale / (cluster_gpus * (t_end - t_ready)), 3)
+        "busy_over_cluster_gpus_after_setup": round(led["busy_gpu_hours"] * 3600 * scale
+                                                    / (cluster_gpus * (t_end - t0 - mined["timeline"].get("pools_ready", 0))), 3)
         if scale else None,
         "triplets_per_reserved_gpu_hour": round(sum(counts.get(k, 0) for k in counts if k.startswith("final_")) / reserved_real_h, 2)
         if reserved_real_h else None,

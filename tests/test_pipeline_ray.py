@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -156,3 +157,16 @@ def test_pools_that_can_never_fit_fail_before_work(ray_local, tmp_path, sets, ne
         run(small_config(**sets), tmp_path / "nofit")
     assert needle in str(e.value)
     assert not list((tmp_path / "nofit").glob("data/*.parquet"))
+
+
+def test_a_model_that_fails_to_load_fails_the_run_at_once(ray_local, tmp_path):
+    """The folder exists (preflight passes) but holds no loadable checkpoint: the gate's actor fails
+    in setup() while the other pools start; the run stops with one line naming the role."""
+    broken = tmp_path / "broken-vlm"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    t0 = time.monotonic()
+    with pytest.raises(RunError, match=r"^roles\.gate: an actor failed to start: \w+") as e:
+        run(small_config(**{"roles.gate.backend": "transformers", "roles.gate.options.model": str(broken)}), tmp_path / "out")
+    assert "\n" not in str(e.value) and time.monotonic() - t0 < 120
+    assert not list((tmp_path / "out").glob("data/attempts-*.parquet"))

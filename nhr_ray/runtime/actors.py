@@ -97,6 +97,7 @@ class Pool:
         self.last_busy: list[float] = []  # monotonic time of its last call or completion (idle detection)
         self._rr = itertools.count()
         self._node_refs: dict[int, ray.ObjectRef] = {}
+        self.setup_errors: dict[int, Exception] = {}  # actor -> why its setup() failed
         self.grow(n)
 
     def grow(self, n: int) -> list[int]:
@@ -129,8 +130,8 @@ class Pool:
                     self.node[k] = ray.get(ref)
                     self.ready[k] = True
                     self.last_busy[k] = time.monotonic()
-                except Exception:  # a lost actor: its node stays unknown, a re-issue will tell
-                    pass
+                except Exception as e:  # its model did not load, or the actor was lost: kept for
+                    self.setup_errors[k] = e  # the driver (fatal at start; later a re-issue tells)
 
     def mark_ready(self, nodes: list[str]) -> None:
         """setup() answered for every actor (start_pools waits for them): note nodes, take calls."""

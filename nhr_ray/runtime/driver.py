@@ -106,6 +106,7 @@ class Miner:
         self.locality = {"cross_node_bytes": 0, "attempts": 0}
         self.src_bytes: dict[str, int] = {}
         self.n_chains = 0
+        self.held: collections.deque = collections.deque()  # drawn jobs waiting for an editor (tail split)
         self.timeline: dict[str, float] = {}  # seconds from start_pools: pools ready, first edit, all drawn, loop end
 
     # -- setup ---------------------------------------------------------------------------------
@@ -145,19 +146,41 @@ class Miner:
         )
         # jobs per pair as the policy sets them (per_category_m), so source images are let go in time
         self._attempts_for = make_policy(s.policy, s.policy_options, [], cfg.edit.attempts_per_instruction, s.unit).attempts_for
-        # the reserved clock: GPUs this pipeline's actors hold, from now on
+        # the reserved clock: GPUs this pipeline's actors hold, from their creation (t0, on this
+        # node's monotonic clock, which the scheduler pinned here shares), not from whenever the
+        # scheduler's own process gets to the call
         self.scheduler.set_reserved.remote(
-            {p.role: p.gpus_held() for p in self.pools.values() if p.gpus_per_actor}
+            {p.role: p.gpus_held() for p in self.pools.values() if p.gpus_per_actor}, self._t0
         )
         if cfg.ray.autosize:
             self.sizer = Sizer(cfg, self.pools, self.scheduler)
         elif cfg.ray.elastic:
             self.sizer = Elastic(cfg, self.pools, self.scheduler)
-        # load every model before work starts, so a broken backend fails the run at once
-        for p in self.pools.values():
-            p.mark_ready(ray.get(p.setup()))  # setup() answers the actor's node id (for locality)
+        # every actor loads its model now (grow() called setup()); work starts as soon as the
+        # actors it needs are loaded (sources while editors still load), and a backend that fails
+        # to load fails the run at once (check_start, every driver loop until all are up)
         self.driver_node = ray.get_runtime_context().get_node_id()
-        self._mark("pools_ready")
+        self._initial = {r: len(p.actors) for r, p in self.pools.items()}
+        self._all_up = False
+
+    def check_start(self, wait: bool = False) -> None:
+        """Raise the first setup() failure among the starting actors; mark when all are up.
+        wait=True blocks until every starting actor has loaded (or one failed)."""
+        while not self._all_up:
+            for r, p in self.pools.items():
+                p.refresh_nodes()
+                for k, err in p.setup_errors.items():
+                    if k < self._initial[r]:
+                        cause = getattr(err, "cause", None) or err
+                        first = (str(cause).strip().splitlines() or [""])[0][:300]
+                        raise RuntimeError(f"roles.{r}: an actor failed to start: {type(cause).__name__}: {first}") from err
+            if all(all(p.ready[:self._initial[r]]) for r, p in self.pools.items()):
+                self._all_up = True
+                self._mark("pools_ready")
+            elif not wait:
+                return
+            else:
+                time.sleep(0.05)
 
     def _mark(self, what: str) -> None:
         self.timeline.setdefault(what, round(time.monotonic() - self._t0, 2))
@@ -276,6 +299,7 @@ class Miner:
                 k in ("design", "sources") for k, _ in inflight.values())
 
         while True:
+            self.check_start()
             # 1. design, in request order, until enough scenes (re-asking for what was lost)
             while (
                 self.pools["designer"].capacity(per_actor["designer"]) > 0
@@ -297,8 +321,13 @@ class Miner:
             # editors take their next batch as soon as their part of a chain is done; chains waiting
             # downstream are bounded too (one more round per editor slot), so memory stays bounded
             # when a judge is slower than the editors
-            while not exhausted and self.pools["editor"].capacity(per_actor["editor"]) > 0 \
+            while self.pools["editor"].capacity(per_actor["editor"]) > 0 \
                     and self.n_chains < 2 * per_actor["editor"] * self.pools["editor"].n_live:
+                if self.held:  # drawn jobs split over several chains (the tail): the next share
+                    self._submit_chain(self.held.popleft(), inflight)
+                    continue
+                if exhausted:
+                    break
                 jobs, stats = ray.get(self.scheduler.draw.remote(self._draw_size(pending_jobs)))
                 exhausted, pending_jobs = stats["budget_exhausted"], stats["jobs_pending"]
                 for sid, n in stats.pop("cancelled_jobs_by_source", {}).items():  # a policy stopped pairs
@@ -311,11 +340,10 @@ class Miner:
                 todo = [j for j in jobs if j.attempt_id not in self.done_attempts]
                 if len(todo) < len(jobs):  # done before a restart: nothing to run, nothing to pay
                     self.scheduler.complete_batch.remote([(j.attempt_id, {}, None) for j in jobs if j.attempt_id in self.done_attempts])
-                if todo:
-                    self._submit_chain(todo, inflight)
+                self.held.extend(self._tail_split(todo, pending_jobs))
             design_done = (scenes_used >= t.num_scenes or next_request >= max_requests) and not any(
                 k == "design" for k, _ in inflight.values())
-            if not inflight and (exhausted or (design_done and not source_queue and pending_jobs == 0)):
+            if not inflight and not self.held and (exhausted or (design_done and not source_queue and pending_jobs == 0)):
                 break
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
             for ref in ready:
@@ -333,7 +361,7 @@ class Miner:
                 sources_closed = design_done and not source_queue and not any(k == "sources" for k, _ in inflight.values())
                 if sources_closed:
                     self.sizer.close(("t2i", "gate"))
-                    if exhausted or pending_jobs == 0:  # no chain will be submitted again (bar a re-issue)
+                    if (exhausted or pending_jobs == 0) and not self.held:  # no chain will be submitted again (bar a re-issue)
                         self.sizer.close(("editor", "prefilter", "validator"))
                 self.sizer.tick(stats, self._waiting(source_queue, pending_jobs, stats))
             self.progress.update(self.funnel, stats, exhausted)
@@ -366,6 +394,15 @@ class Miner:
         past_editor = max(0, self.n_chains - sum(self.pools["editor"].load))  # chains at a judge or the CPU check
         return {"designer": 0.0, "t2i": src, "gate": src, "editor": jobs / cfg.scheduler.batch_size,
                 "prefilter": past_editor, "validator": past_editor}
+
+    def _tail_split(self, jobs: list, pending_jobs: int) -> list[list]:
+        """With pools sized by the run (autosize/elastic), once the jobs left fit in two rounds of the
+        live editors, split a drawn batch (a pair's M attempts run as one editor call otherwise) so
+        the last attempts spread over every editor instead of queueing on a few: a shorter tail.
+        Attempts are independent (own seed each), so the split changes where they run, not what they give."""
+        if self.sizer is None:
+            return [jobs] if jobs else []
+        return tail_chunks(jobs, pending_jobs, self.pools["editor"].n_live)
 
     def _draw_size(self, pending_jobs: int) -> int:
         """scheduler.batch_size; with autosize, smaller once the queue runs short, so the last jobs
@@ -537,6 +574,19 @@ class Miner:
             del self.source_refs[sid]
             del self.jobs_left[sid]
             self.src_bytes.pop(sid, None)
+
+
+def tail_chunks(jobs: list, pending_jobs: int, editors: int) -> list[list]:
+    """One chain of all `jobs`, unless the jobs left (drawn now + still pending) fit in two rounds
+    of `editors`: then chains of ceil(left / (2 x editors)) jobs, so the last ones spread out."""
+    if not jobs:
+        return []
+    editors = max(editors, 1)
+    left = pending_jobs + len(jobs)
+    if left >= 2 * editors * len(jobs):
+        return [jobs]
+    size = max(1, -(-left // (2 * editors)))
+    return [jobs[k : k + size] for k in range(0, len(jobs), size)]
 
 
 def _photo_stage():

@@ -26,7 +26,7 @@ class PoolControl:
         h = self.held()
         if h != self._held:
             self._held = h
-            self.scheduler.set_reserved.remote(h)
+            self.scheduler.set_reserved.remote(h, time.monotonic())  # the scheduler runs on this node
 
     def reap_and_refresh(self) -> None:
         for p in self.pools.values():

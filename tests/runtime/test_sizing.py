@@ -80,3 +80,17 @@ def test_cross_node_bytes_of_a_chain():
     assert chain_cross_node_bytes("h", ["a", "a", "a", "a"], 100, 10) == 110
     # spread over two workers: sources to each node, two hops between them, results back
     assert chain_cross_node_bytes("h", ["a", "b", "b", "a"], 100, 10) == 200 + 10 + 10 + 10
+
+
+def test_tail_chunks_spread_the_last_jobs_over_the_editors():
+    from nhr_ray.runtime.driver import tail_chunks
+
+    jobs = list(range(10))  # two pairs of M=5, drawn as one batch
+    assert tail_chunks(jobs, pending_jobs=5000, editors=12) == [jobs]  # a deep queue: one chain, full batches
+    assert tail_chunks([], 0, 12) == []
+    # the last 10 jobs and 12 editors: one job per chain, so ten editors work at once, not one
+    assert tail_chunks(jobs, pending_jobs=0, editors=12) == [[j] for j in jobs]
+    # 10 drawn + 30 pending for 4 editors: chains of ceil(40 / 8) = 5, nothing lost or repeated
+    chunks = tail_chunks(jobs, pending_jobs=30, editors=4)
+    assert [len(c) for c in chunks] == [5, 5] and sum(chunks, []) == jobs
+    assert tail_chunks(jobs, pending_jobs=0, editors=0) == [jobs[:5], jobs[5:]]  # none live yet: counted as one, two rounds
