@@ -39,7 +39,11 @@ def attempts_complete(out):
 def reference(tmp_path_factory, ray_local):
     out = tmp_path_factory.mktemp("ref")
     run(small_config(**SETS), out)
+    REF["manifest"] = json.loads((out / "manifest.json").read_text())
     return triplets(out)
+
+
+REF: dict = {}  # the uninterrupted run's manifest (its busy GPU-hours: every job paid once)
 
 
 def _kill_when(pattern: str, after_jobs_dir, stop: threading.Event, restart: bool = True) -> threading.Thread:
@@ -68,10 +72,15 @@ def test_worker_actor_crash_loses_nothing(reference, tmp_path):
     assert triplets(out) == reference
 
 
-def test_driver_sigkill_then_same_command_resumes(reference, tmp_path):
+@pytest.mark.parametrize("checkpoint_every_s", [60.0, 0.2], ids=["from-parquet", "from-checkpoint"])
+def test_driver_sigkill_then_same_command_resumes(reference, tmp_path, checkpoint_every_s):
+    """60 s: no scheduler checkpoint before the kill, the queue is rebuilt from the Parquet record.
+    0.2 s: the scheduler continues from its checkpoint (permutation, ledger) and the record tells it
+    which of its queued or in-flight jobs finished after the checkpoint."""
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "nhr_ray", "run", "--out", str(out), "--set", "output.progress=false",
            "--set", "scheduler.budget_gpu_hours=null", "--set", "output.shard_rows=16",
+           "--set", f"scheduler.checkpoint_every_s={checkpoint_every_s}",
            *[a for k, v in SETS.items() for a in ("--set", f"{k}={v}")]]
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -87,7 +96,12 @@ def test_driver_sigkill_then_same_command_resumes(reference, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     manifest = attempts_complete(out)
     assert manifest["resumed"] is True and done_before >= 2
+    assert manifest["scheduler"]["restored_from_checkpoint"] is (checkpoint_every_s < 1)
     assert triplets(out) == reference
+    # every job's cost counted once, plus the work in flight at the kill that was done again; a
+    # checkpoint's jobs counted twice would add half a run or more
+    busy, ref_busy = manifest["gpu_hours"]["busy_gpu_hours"], REF["manifest"]["gpu_hours"]["busy_gpu_hours"]
+    assert ref_busy * 0.999 <= busy <= ref_busy * 1.25, (busy, ref_busy)
     assert not list(out.glob("data/.*.tmp"))
 
 

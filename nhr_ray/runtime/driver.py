@@ -106,6 +106,7 @@ class Miner:
         self.locality = {"cross_node_bytes": 0, "attempts": 0}
         self.src_bytes: dict[str, int] = {}
         self.n_chains = 0
+        self.restored, self.known = False, set()  # resumed from the scheduler's checkpoint; sources it holds
         self.held: collections.deque = collections.deque()  # drawn jobs waiting for an editor (tail split)
         self.timeline: dict[str, float] = {}  # seconds from start_pools: pools ready, first edit, all drawn, loop end
 
@@ -139,10 +140,11 @@ class Miner:
             policy_options=s.policy_options,
             budget_clock=s.budget_clock,
             config_hash=scheduler_config_hash(cfg),
-            # atomic checkpoints need a local folder; the driver resumes from Parquet, not from it
+            # atomic checkpoints need a local folder; a resumed run continues from the checkpoint
+            # (same permutation, ledger, policy state) and reconciles it with the Parquet record
             checkpoint_path=self.store.path("state", "scheduler.npz") if self.store.local else None,
             checkpoint_every_s=s.checkpoint_every_s,
-            resume=False,
+            resume=self.store.local,
         )
         # jobs per pair as the policy sets them (per_category_m), so source images are let go in time
         self._attempts_for = make_policy(s.policy, s.policy_options, [], cfg.edit.attempts_per_instruction, s.unit).attempts_for
@@ -210,14 +212,16 @@ class Miner:
             if stage == "gate":
                 self.funnel.tally("sources").keep()
             self.funnel.tally(stage).add(v)
-            self.scheduler.charge.remote("t2i+gate", "sources", r["gpu_seconds"] or 0.0)
+            if r["source_id"] not in self.known:
+                self.scheduler.charge.remote("t2i+gate", "sources", r["gpu_seconds"] or 0.0)
             if stage == "gate" and v.keep:
                 insts = [Instruction(j, t, c) for j, (t, c) in enumerate(zip(r["instructions"], r["categories"]))]
                 truth = json.loads(r["sim_truth"]) if r["sim_truth"] else None
                 src = Source(r["source_id"], r["scene_id"], r["prompt"], r["source_seed"], r["img_width"], r["img_height"],
                              decode(r["image"]["bytes"], limit), r["style"], insts, v, r["gpu_seconds"] or 0.0, truth)
                 self._admit(src)
-                items.append((src.source_id, [i.category for i in insts]))
+                if src.source_id not in self.known:
+                    items.append((src.source_id, [i.category for i in insts]))
         return done, items
 
     def _resume_attempts(self) -> set[str]:
@@ -235,8 +239,12 @@ class Miner:
                                                       failed=r[f"{st}_outcome"] == "failed"))
             costs.append((r["attempt_id"], {"edit": ("editor", r["gpu_seconds"] or 0.0)}, None))
             self._job_done(r["source_id"])
-        for k in range(0, len(costs), 5000):
-            self.scheduler.complete_batch.remote(costs[k : k + 5000])
+        if self.restored:  # the checkpoint counted some; the rest leave its queue now
+            self.resume_counts = ray.get([self.scheduler.resume_done.remote([c[:2] for c in costs[k : k + 5000]])
+                                          for k in range(0, len(costs), 5000)])
+        else:
+            for k in range(0, len(costs), 5000):
+                self.scheduler.complete_batch.remote(costs[k : k + 5000])
         return done
 
     def _carry_api_spend(self) -> None:
@@ -260,6 +268,9 @@ class Miner:
         self.source_refs: dict[str, ray.ObjectRef] = {}
         self.jobs_left: collections.Counter = collections.Counter()
         designs = self._load_designs()  # request index -> saved answer (resume)
+        self.restored = ray.get(self.scheduler.restored.remote())
+        # sources the restored scheduler already holds (their charges are in its ledger)
+        self.known = set(ray.get(self.scheduler.known_sources.remote())) if self.restored else set()
         done_sources, resumed_items = self._resume_sources()
         if resumed_items:
             self.scheduler.add_sources.remote(resumed_items)
@@ -374,6 +385,7 @@ class Miner:
         if self.store.local:
             ray.get(self.scheduler.checkpoint.remote())  # final, atomic: <out>/state/scheduler.npz
         stats = ray.get(self.scheduler.stats.remote())
+        stats["restored_from_checkpoint"] = self.restored
         self.metrics.gauges(self.pools, stats, force=True)
         return {"ledger": ray.get(self.scheduler.ledger.remote()), "scheduler": stats,
                 "usage": self.usage.as_dict(), "reissued_batches": self.reissued,
@@ -513,7 +525,8 @@ class Miner:
         for s in sources:
             if s.gate is not None and s.gate.keep and s.gate.stage == "gate":
                 self._admit(s)
-                items.append((s.source_id, [i.category for i in s.instructions]))
+                if s.source_id not in self.known:  # made again after a restart: its jobs are queued already
+                    items.append((s.source_id, [i.category for i in s.instructions]))
         if items:
             self.scheduler.add_sources.remote(items)
         return sum(len(c) for _, c in items) * self.cfg.edit.attempts_per_instruction

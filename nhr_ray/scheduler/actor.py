@@ -28,9 +28,11 @@ class _SchedulerActor:
         self.path = Path(checkpoint_path) if checkpoint_path else None
         self.every = checkpoint_every_s
         self.s = JobScheduler(*args, **kwargs)
+        self._restored = False
         if self.path is not None and self.path.exists():
             if resume:
                 self.s.load(self.path)
+                self._restored = True
             else:
                 checkpoint.check(checkpoint.read_header(self.path), self.s._identity(), self.path)
         self._last_save = time.monotonic()
@@ -100,6 +102,13 @@ class _SchedulerActor:
 
     def estimate(self) -> float:
         return self.s.estimate()
+
+    def resume_done(self, items: list) -> dict[str, int]:
+        return self.s.resume_done(items)
+
+    def restored(self) -> bool:
+        """Whether this scheduler continued from its checkpoint."""
+        return self._restored
 
     def known_sources(self) -> set[str]:
         return self.s.known_sources()

@@ -262,6 +262,37 @@ class JobScheduler:
             return
         self.policy.on_result(self, pair, cat, result)
 
+    def resume_done(self, items: list[tuple[str | int, dict[str, tuple[str, float]]]]) -> dict[str, int]:
+        """After load(): attempts the run's record shows finished, with their costs. One the restored
+        queue still holds (it finished after the checkpoint, or was in flight at it) leaves the queue
+        and counts as done, costs included; one it does not hold was counted by the checkpoint."""
+        out = {"taken": 0, "counted_before": 0, "unknown": 0}
+        n = self.space.n_sources  # every source, not just those with jobs in flight (_key's lookup)
+        index = {x.decode(): i for i, x in enumerate(self.space.src_ids[:n].tolist())}
+        for attempt, costs in items:
+            pid, _, att_s = str(attempt).rpartition(".m")
+            src, _, inst = pid.rpartition(".i")
+            if src not in index:
+                out["unknown"] += 1
+                continue
+            pair, att = int(self.space.first_pair[index[src]]) + int(inst), int(att_s)
+            if not (int(self.space.mask[pair]) >> att) & 1:
+                out["counted_before"] += 1
+                continue
+            cat = int(self.space.cat[pair])
+            self.space._take(cat, np.array([pair], np.int64), np.array([att], np.int64))
+            total = 0.0
+            for stage, (role, sec) in costs.items():
+                self.ledger.add(role, stage, sec)
+                total += sec
+            self.c["issued"] += 1
+            self.c["done_jobs"] += 1
+            self.done_cost += total
+            self.cat_stats["issued"][cat] += 1
+            self.cat_stats["completed"][cat] += 1
+            out["taken"] += 1
+        return out
+
     def stop_pair(self, pair: int, status: int) -> None:
         """No more attempts for this pair (a policy's call); counts the attempts saved."""
         self.space.state[pair] = (self.space.state[pair] & ~np.uint8(7)) | status

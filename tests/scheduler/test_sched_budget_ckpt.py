@@ -134,3 +134,35 @@ def test_foreign_and_corrupted_checkpoints_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="wrong magic"):
         JobScheduler.open(tmp_path / "alien.npz", 3, 2)
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_resume_done_reconciles_a_checkpoint_with_the_record(tmp_path):
+    """A run's record (Parquet) knows jobs the checkpoint did not see finish: those leave the
+    restored queue and are paid once; jobs finished before the checkpoint are not paid twice."""
+    cost = {"edit": ("editor", 10.0)}
+    s = JobScheduler(7, 5, prior_job_cost=10.0)
+    _fill(s, n=20)
+    before = s.draw(6)  # finished before the checkpoint
+    for j in before:
+        s.complete(j.attempt_id, cost, None)
+    flying = s.draw(4)  # in flight when the checkpoint is written
+    s.save(tmp_path / "ck.npz")
+    after = s.draw(5)  # drawn after the checkpoint; with `flying`, finished before the crash
+    record = [(j.attempt_id, cost) for j in before + flying + after]
+
+    r = JobScheduler(7, 5, prior_job_cost=10.0)
+    r.load(tmp_path / "ck.npz")
+    assert r.pending() == 300 - 6  # in-flight jobs went back to the queue
+    out = r.resume_done(record + [("S999999.n00.i0.m0", cost)])
+    assert out == {"taken": 9, "counted_before": 6, "unknown": 1}
+    assert r.pending() == 300 - 15
+    st = r.stats()
+    assert st["jobs_completed"] == 15 and st["ledger"]["busy_gpu_seconds"] == pytest.approx(150.0)
+    # the rest of the queue, drawn to the end: none of the 15 again, every other job once
+    rest = []
+    while True:
+        jobs = r.draw(64)
+        if not jobs:
+            break
+        rest += [j.attempt_id for j in jobs]
+    assert len(rest) == len(set(rest)) == 285 and not set(rest) & {a for a, _ in record}
