@@ -357,6 +357,8 @@ class Miner:
             if not inflight and not self.held and (exhausted or (design_done and not source_queue and pending_jobs == 0)):
                 break
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
+            if ready and len(inflight) > 1:  # take every result that is in, then top up once
+                ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=0)
             for ref in ready:
                 kind, extra = inflight.pop(ref)
                 if kind == "design":
