@@ -108,6 +108,7 @@ class Miner:
         self.n_chains = 0
         self.restored, self.known = False, set()  # resumed from the scheduler's checkpoint; sources it holds
         self.held: collections.deque = collections.deque()  # drawn jobs waiting for an editor (tail split)
+        self.parked: dict[str, list] = collections.defaultdict(list)  # drawn jobs waiting for their source
         self.timeline: dict[str, float] = {}  # seconds from start_pools: pools ready, first edit, all drawn, loop end
 
     # -- setup ---------------------------------------------------------------------------------
@@ -240,8 +241,10 @@ class Miner:
             costs.append((r["attempt_id"], {"edit": ("editor", r["gpu_seconds"] or 0.0)}, None))
             self._job_done(r["source_id"])
         if self.restored:  # the checkpoint counted some; the rest leave its queue now
-            self.resume_counts = ray.get([self.scheduler.resume_done.remote([c[:2] for c in costs[k : k + 5000]])
-                                          for k in range(0, len(costs), 5000)])
+            ray.get([self.scheduler.resume_done.remote([c[:2] for c in costs[k : k + 5000]])
+                     for k in range(0, len(costs), 5000)])
+            # and what it counted done but the record lacks (rows lost in a shard buffer) is redone
+            ray.get(self.scheduler.requeue_unrecorded.remote())
         else:
             for k in range(0, len(costs), 5000):
                 self.scheduler.complete_batch.remote(costs[k : k + 5000])
@@ -351,10 +354,14 @@ class Miner:
                 todo = [j for j in jobs if j.attempt_id not in self.done_attempts]
                 if len(todo) < len(jobs):  # done before a restart: nothing to run, nothing to pay
                     self.scheduler.complete_batch.remote([(j.attempt_id, {}, None) for j in jobs if j.attempt_id in self.done_attempts])
+                for j in todo:  # after a restart, a source the scheduler holds may not be made again yet
+                    if j.source_id not in self.source_refs:
+                        self.parked[j.source_id].append(j)
+                todo = [j for j in todo if j.source_id in self.source_refs]
                 self.held.extend(self._tail_split(todo, pending_jobs))
             design_done = (scenes_used >= t.num_scenes or next_request >= max_requests) and not any(
                 k == "design" for k, _ in inflight.values())
-            if not inflight and not self.held and (exhausted or (design_done and not source_queue and pending_jobs == 0)):
+            if not inflight and not self.held and not self.parked and (exhausted or (design_done and not source_queue and pending_jobs == 0)):
                 break
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
             if ready and len(inflight) > 1:  # take every result that is in, then top up once
@@ -374,7 +381,7 @@ class Miner:
                 sources_closed = design_done and not source_queue and not any(k == "sources" for k, _ in inflight.values())
                 if sources_closed:
                     self.sizer.close(("t2i", "gate"))
-                    if (exhausted or pending_jobs == 0) and not self.held:  # no chain will be submitted again (bar a re-issue)
+                    if (exhausted or pending_jobs == 0) and not self.held and not self.parked:  # no chain will be submitted again (bar a re-issue)
                         self.sizer.close(("editor", "prefilter", "validator"))
                 self.sizer.tick(stats, self._waiting(source_queue, pending_jobs, stats))
             self.progress.update(self.funnel, stats, exhausted)
@@ -531,6 +538,12 @@ class Miner:
                     items.append((s.source_id, [i.category for i in s.instructions]))
         if items:
             self.scheduler.add_sources.remote(items)
+        for s in sources:  # jobs drawn before their source was made again (resume from a checkpoint)
+            jobs = self.parked.pop(s.source_id, None)
+            if jobs and s.source_id in self.source_refs:
+                self.held.append(jobs)
+            elif jobs:  # made again and not kept this time: its jobs cannot run
+                self._fail_jobs(jobs, "error:source_not_kept_on_resume")
         return sum(len(c) for _, c in items) * self.cfg.edit.attempts_per_instruction
 
     def _on_attempts(self, ref, extra, inflight) -> None:
@@ -543,14 +556,7 @@ class Miner:
             if self._retry(f"chain-{jobs[0].attempt_id}", e, extra["actors"]):
                 self._submit_chain(jobs, inflight)
                 return
-            reason = f"error:{type(e).__name__}"
-            t = self.funnel.tally("edit")
-            t.n_in += len(jobs)
-            t.failed[reason] += len(jobs)
-            self.metrics.verdict("edit", "failed", reason, len(jobs))
-            self.scheduler.complete_batch.remote([(j.attempt_id, {}, None) for j in jobs])
-            for j in jobs:
-                self._job_done(j.source_id)
+            self._fail_jobs(jobs, f"error:{type(e).__name__}")
             return
         if self.pools["cpu"].node[extra["actors"][-1][1]] != self.driver_node:
             self.locality["cross_node_bytes"] += sum(len(r["edited_image"]["bytes"]) for r in rows if r.get("edited_image"))
@@ -579,6 +585,16 @@ class Miner:
         self._mark("first_attempts")
         self.att_writer.write(rows)
         self.scheduler.complete_batch.remote(done)
+        for j in jobs:
+            self._job_done(j.source_id)
+
+    def _fail_jobs(self, jobs: list, reason: str) -> None:
+        """Jobs that cannot complete: counted failures of the edit stage, done for the scheduler."""
+        t = self.funnel.tally("edit")
+        t.n_in += len(jobs)
+        t.failed[reason] += len(jobs)
+        self.metrics.verdict("edit", "failed", reason, len(jobs))
+        self.scheduler.complete_batch.remote([(j.attempt_id, {}, None) for j in jobs])
         for j in jobs:
             self._job_done(j.source_id)
 

@@ -106,6 +106,9 @@ class _SchedulerActor:
     def resume_done(self, items: list) -> dict[str, int]:
         return self.s.resume_done(items)
 
+    def requeue_unrecorded(self) -> int:
+        return self.s.requeue_unrecorded()
+
     def restored(self) -> bool:
         """Whether this scheduler continued from its checkpoint."""
         return self._restored

@@ -110,8 +110,9 @@ class JobScheduler:
         self._cancelled_by_source: dict[int, int] = {}
         self.c = dict.fromkeys(
             ["issued", "done_jobs", "wasted", "unknown_completions", "cancelled_jobs", "requeued",
-             "abandoned_after_restart", "jobs_total"], 0
+             "abandoned_after_restart", "redone_unrecorded", "jobs_total"], 0
         )  # fmt: skip
+        self._recorded: set[int] = set()  # job keys the run's record holds (resume_done, while resuming)
         self.done_cost = self.wasted_s = 0.0
         self.stopped = dict.fromkeys(STATUS_NAMES.values(), 0)
         self.cat_stats = {k: np.zeros(len(self.category_names), np.int64)
@@ -276,6 +277,7 @@ class JobScheduler:
                 out["unknown"] += 1
                 continue
             pair, att = int(self.space.first_pair[index[src]]) + int(inst), int(att_s)
+            self._recorded.add((pair << ATTEMPT_BITS) | att)
             if not (int(self.space.mask[pair]) >> att) & 1:
                 out["counted_before"] += 1
                 continue
@@ -292,6 +294,39 @@ class JobScheduler:
             self.cat_stats["completed"][cat] += 1
             out["taken"] += 1
         return out
+
+    def requeue_unrecorded(self) -> int:
+        """After load() and resume_done(): jobs the checkpoint counted as finished but the run's
+        record lacks (their rows were still buffered when the run died) go back to the queue, to be
+        done again; their first cost stays in the ledger (it was spent). Returns how many."""
+        n = self.space.n_pairs
+        if not n:
+            return 0
+        full = np.array([(1 << self.policy.attempts_for(c)) - 1 for c in self.category_names], np.uint64)
+        pairs = np.arange(n, dtype=np.int64)
+        active = (self.space.state[:n] & 7) == ACTIVE
+        issued = full[self.space.cat[:n]] & ~self.space.mask[:n].astype(np.uint64)
+        rec = np.fromiter(self._recorded, np.int64, len(self._recorded))
+        have = np.zeros(n, np.uint64)
+        np.bitwise_or.at(have, rec >> ATTEMPT_BITS, np.left_shift(np.uint64(1), (rec & ((1 << ATTEMPT_BITS) - 1)).astype(np.uint64)))
+        lost = np.where(active, issued & ~have, np.uint64(0))
+        lp, la = [], []
+        for p in np.flatnonzero(lost).tolist():
+            bits = int(lost[p])
+            for a in range(bits.bit_length()):
+                if bits >> a & 1:
+                    lp.append(p)
+                    la.append(a)
+        if lp:
+            lp_a, la_a = np.array(lp, np.int64), np.array(la, np.int64)
+            self.space.restore(lp_a, la_a)
+            self.c["done_jobs"] -= len(lp)
+            self.c["issued"] -= len(lp)
+            np.subtract.at(self.cat_stats["issued"], self.space.cat[lp_a], 1)
+            np.subtract.at(self.cat_stats["completed"], self.space.cat[lp_a], 1)
+            self.c["redone_unrecorded"] += len(lp)
+        self._recorded = set()
+        return len(lp)
 
     def stop_pair(self, pair: int, status: int) -> None:
         """No more attempts for this pair (a policy's call); counts the attempts saved."""
@@ -394,6 +429,7 @@ class JobScheduler:
             "jobs_cancelled": self.c["cancelled_jobs"],
             "jobs_requeued_after_restart": self.c["requeued"],
             "jobs_abandoned_after_restart": self.c["abandoned_after_restart"],
+            "jobs_redone_unrecorded": self.c["redone_unrecorded"],
             "unknown_completions": self.c["unknown_completions"],
             "pairs_stopped": dict(self.stopped),
             "policy": self.policy_name,

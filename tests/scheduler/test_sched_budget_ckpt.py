@@ -153,16 +153,22 @@ def test_resume_done_reconciles_a_checkpoint_with_the_record(tmp_path):
     r = JobScheduler(7, 5, prior_job_cost=10.0)
     r.load(tmp_path / "ck.npz")
     assert r.pending() == 300 - 6  # in-flight jobs went back to the queue
-    out = r.resume_done(record + [("S999999.n00.i0.m0", cost)])
-    assert out == {"taken": 9, "counted_before": 6, "unknown": 1}
+    # two jobs finished before the checkpoint never reached the record (their rows were buffered)
+    lost = {before[0].attempt_id, before[1].attempt_id}
+    kept = [x for x in record if x[0] not in lost]
+    out = r.resume_done(kept + [("S999999.n00.i0.m0", cost)])
+    assert out == {"taken": 9, "counted_before": 4, "unknown": 1}
     assert r.pending() == 300 - 15
+    assert r.requeue_unrecorded() == 2  # ... so they are done again
+    assert r.pending() == 300 - 13
     st = r.stats()
-    assert st["jobs_completed"] == 15 and st["ledger"]["busy_gpu_seconds"] == pytest.approx(150.0)
-    # the rest of the queue, drawn to the end: none of the 15 again, every other job once
+    assert st["jobs_completed"] == 13 and st["jobs_redone_unrecorded"] == 2
+    assert st["ledger"]["busy_gpu_seconds"] == pytest.approx(150.0)  # paid once each so far
+    # the rest of the queue, drawn to the end: the two lost jobs and every job never done, once each
     rest = []
     while True:
         jobs = r.draw(64)
         if not jobs:
             break
         rest += [j.attempt_id for j in jobs]
-    assert len(rest) == len(set(rest)) == 285 and not set(rest) & {a for a, _ in record}
+    assert len(rest) == len(set(rest)) == 287 and lost <= set(rest) and not set(rest) & {a for a, _ in kept}
