@@ -43,7 +43,7 @@ def test_pool_grows_when_backed_up_and_shrinks_when_idle(ray_local):
     cfg = small_config(**{"ray.elastic": True, "roles.editor.actors": 1, "roles.editor.max_actors": 3,
                           "ray.elastic_sustain_s": 0.0, "ray.elastic_idle_s": 0.3, "ray.elastic_grow_at": 2})
     pool = Pool("editor", EditStage, cfg, 1, 1.0, 0.25, "elastic-test")
-    pool.mark_ready(ray.get(pool.setup()))
+    wait_ready(pool, 1)
     sched = SchedulerActor.remote(run_seed=0, attempts_per_pair=5)
     el = Elastic(cfg, {"editor": pool}, sched)
     try:
@@ -88,7 +88,7 @@ def test_growth_stops_at_the_autoscalers_limit(ray_local):
     cfg = small_config(**{"ray.elastic": True, "roles.editor.max_actors": 8, "ray.autoscaling_max_gpus": 3,
                           "ray.elastic_sustain_s": 0.0})
     pools = {"editor": Pool("editor", EditStage, cfg, 2, 1.0, 0.25, "elastic-limit")}
-    pools["editor"].mark_ready(ray.get(pools["editor"].setup()))
+    wait_ready(pools["editor"], 2)
     sched = SchedulerActor.remote(run_seed=0, attempts_per_pair=5)
     el = Elastic(cfg, pools, sched)
     try:

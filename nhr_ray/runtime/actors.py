@@ -133,12 +133,6 @@ class Pool:
                 except Exception as e:  # its model did not load, or the actor was lost: kept for
                     self.setup_errors[k] = e  # the driver (fatal at start; later a re-issue tells)
 
-    def mark_ready(self, nodes: list[str]) -> None:
-        """setup() answered for every actor (start_pools waits for them): note nodes, take calls."""
-        for k, n in enumerate(nodes):
-            self.node[k], self.ready[k] = n, True
-            self._node_refs.pop(k, None)
-
     @property
     def n_live(self) -> int:
         return sum(self.live)

@@ -38,12 +38,18 @@ def connect(cfg) -> bool:
 STREAMING_ROLES = ("designer", "t2i", "gate", "editor", "prefilter", "validator")
 
 
-def pool_bundles(cfg) -> list[dict[str, float]]:
-    """One resource bundle per actor of the streaming phase (the finalize pools come after it)."""
+def bundle(num_gpus: float, num_cpus: float) -> dict[str, float]:
+    """The resources one actor asks for, as the autoscaler's bundles spell them."""
+    return {"GPU": num_gpus, "CPU": num_cpus} if num_gpus else {"CPU": num_cpus}
+
+
+def pool_bundles(cfg, counts: dict[str, int] | None = None) -> list[dict[str, float]]:
+    """One resource bundle per actor of the streaming phase (the finalize pools come after it);
+    counts: actors per role where they differ from roles.<r>.actors (autosize)."""
     out = []
     for role in STREAMING_ROLES:
         rc = cfg.role(role)
-        out += [{"GPU": rc.num_gpus, "CPU": rc.num_cpus} if rc.num_gpus else {"CPU": rc.num_cpus}] * rc.actors
+        out += [bundle(rc.num_gpus, rc.num_cpus) for _ in range((counts or {}).get(role, rc.actors))]
     return out
 
 
@@ -74,12 +80,7 @@ def check_capacity(cfg) -> None:
         if limit is not None:
             from ray.autoscaler.sdk import request_resources
 
-            bundles = []
-            for role in STREAMING_ROLES:
-                rc = cfg.role(role)
-                n = counts.get(role, rc.actors)
-                bundles += [{"GPU": rc.num_gpus, "CPU": rc.num_cpus} if rc.num_gpus else {"CPU": rc.num_cpus}] * n
-            request_resources(bundles=bundles)
+            request_resources(bundles=pool_bundles(cfg, counts))
         return
     if total > cap + 1e-9:
         parts = ", ".join(f"{r} {_most_actors(cfg, r)}x{cfg.role(r).num_gpus:g}" for r in STREAMING_ROLES if cfg.role(r).num_gpus)

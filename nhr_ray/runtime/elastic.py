@@ -18,28 +18,15 @@ from __future__ import annotations
 import logging
 import time
 
+from nhr_ray.runtime.cluster import STREAMING_ROLES, bundle
 from nhr_ray.runtime.poolcontrol import PoolControl
 
 log = logging.getLogger(__name__)
 
-ELASTIC_ROLES = ("designer", "t2i", "gate", "editor", "prefilter", "validator")
-
 
 def bundles(pools: dict) -> list[dict[str, float]]:
     """One resource bundle per actor the pools hold or are starting (what the autoscaler must fit)."""
-    out = []
-    for p in pools.values():
-        shape = {"CPU": p.num_cpus, **({"GPU": p.gpus_per_actor} if p.gpus_per_actor else {})}
-        out += [dict(shape) for d in p.dead if not d]
-    return out
-
-
-def request(pools: dict) -> list[dict[str, float]]:
-    from ray.autoscaler.sdk import request_resources
-
-    b = bundles(pools)
-    request_resources(bundles=b)
-    return b
+    return [bundle(p.gpus_per_actor, p.num_cpus) for p in pools.values() for d in p.dead if not d]
 
 
 class Elastic(PoolControl):
@@ -48,10 +35,9 @@ class Elastic(PoolControl):
         rc = cfg.ray
         self.grow_at, self.sustain_s, self.idle_s = rc.elastic_grow_at, rc.elastic_sustain_s, rc.elastic_idle_s
         self.limit = rc.autoscaling_max_gpus
-        self.max = {r: cfg.role(r).max_actors for r in ELASTIC_ROLES if r in pools and cfg.role(r).max_actors}
+        self.max = {r: cfg.role(r).max_actors for r in STREAMING_ROLES if r in pools and cfg.role(r).max_actors}
         self._backed: dict[str, float] = {}  # role -> since when its queue is backed up
         self._requested: list | None = None
-        self.peak = {r: pools[r].n_live for r in self.max}
 
     def tick(self, stats: dict, waiting: dict[str, float]) -> None:
         """waiting: batches of work waiting per role (not yet on any actor of it)."""
@@ -89,14 +75,16 @@ class Elastic(PoolControl):
         if n <= 0:
             return
         p.grow(n)
-        self.peak[role] = max(self.peak.get(role, 0), p.n_live)
         self.event({"role": role, "grow": n, "live": p.n_live, "waiting_batches": round(waiting, 1)})
         log.info("elastic: %s backed up (%.0f batches waiting): +%d actors -> %d", role, waiting, n, p.n_live)
 
     def _request(self) -> None:
         b = bundles(self.pools)
         if b != self._requested:
-            self._requested = request(self.pools)
+            from ray.autoscaler.sdk import request_resources
+
+            request_resources(bundles=b)
+            self._requested = b
 
     def close(self, roles: tuple[str, ...]) -> None:
         super().close(roles)
