@@ -113,6 +113,7 @@ class JobScheduler:
              "abandoned_after_restart", "redone_unrecorded", "jobs_total"], 0
         )  # fmt: skip
         self._recorded: set[int] = set()  # job keys the run's record holds (resume_done, while resuming)
+        self._resume_index: dict[str, int] | None = None  # source id -> index, while resuming
         self.done_cost = self.wasted_s = 0.0
         self.stopped = dict.fromkeys(STATUS_NAMES.values(), 0)
         self.cat_stats = {k: np.zeros(len(self.category_names), np.int64)
@@ -137,10 +138,14 @@ class JobScheduler:
         if any(len(c) > 255 for c in categories):
             raise ValueError("at most 255 instructions per scene")
         flat = np.array([self._code(c) for cs in categories for c in cs], np.uint8)
-        full = np.array([(1 << self.policy.attempts_for(c)) - 1 for c in self.category_names], np.uint64)
+        full = self._full_masks()
         counts = np.array([len(c) for c in categories], np.int64)
         self.space.add_sources(source_ids, counts, flat, full[flat].astype(self.space.mask_dtype))
         self.c["jobs_total"] += int(np.bitwise_count(full[flat]).sum())
+
+    def _full_masks(self) -> np.ndarray:
+        """Per category, the attempt bits a new pair starts with (M as the policy sets it)."""
+        return np.array([(1 << self.policy.attempts_for(c)) - 1 for c in self.category_names], np.uint64)
 
     def known_sources(self) -> set[str]:
         """Ids of every source added (O(N), for a runtime resuming from a checkpoint)."""
@@ -219,19 +224,23 @@ class JobScheduler:
         """GPU time not tied to one edit job (T2I, gate, inversion, ...)."""
         self.ledger.add(role, stage, gpu_seconds)
 
-    def _key(self, attempt: str | int) -> int | None:
+    def _key(self, attempt: str | int, lookup: dict[str, int] | None = None) -> int | None:
+        """The job key of an attempt id. Sources are looked up among those with jobs in flight
+        (rebuilt when missing: amortised O(1)), or in `lookup` when one is given."""
         if isinstance(attempt, (int, np.integer)):
             return int(attempt)
         pid, _, att = attempt.rpartition(".m")
         src, _, inst = pid.rpartition(".i")
-        if src not in self._src_lookup:  # rebuilt from the jobs in flight: amortised O(1)
-            pairs = np.fromiter(self.inflight.keys(), np.int64, len(self.inflight)) >> ATTEMPT_BITS
-            s, _ = self.space.source_of(np.unique(pairs))
-            s = np.unique(s)
-            self._src_lookup = dict(zip((x.decode() for x in self.space.src_ids[s].tolist()), s.tolist()))
-        if src not in self._src_lookup:
+        if lookup is None:
+            if src not in self._src_lookup:
+                pairs = np.fromiter(self.inflight.keys(), np.int64, len(self.inflight)) >> ATTEMPT_BITS
+                s, _ = self.space.source_of(np.unique(pairs))
+                s = np.unique(s)
+                self._src_lookup = dict(zip((x.decode() for x in self.space.src_ids[s].tolist()), s.tolist()))
+            lookup = self._src_lookup
+        if src not in lookup:
             return None
-        i = self._src_lookup[src]
+        i = lookup[src]
         return ((int(self.space.first_pair[i]) + int(inst)) << ATTEMPT_BITS) | int(att)
 
     def complete(self, attempt: str | int, costs: dict[str, tuple[str, float]], result: dict[str, Any] | None = None) -> None:
@@ -240,10 +249,7 @@ class JobScheduler:
         A result for a pair a policy already stopped is counted as wasted."""
         key = self._key(attempt)
         est = self.inflight.pop(key, None) if key is not None else None
-        total = 0.0
-        for stage, (role, s) in costs.items():
-            self.ledger.add(role, stage, s)
-            total += s
+        total = self._pay(costs)
         if est is None:  # a duplicate, or a job from before a restart: costs count, nothing else
             self.c["unknown_completions"] += 1
             return
@@ -263,33 +269,35 @@ class JobScheduler:
             return
         self.policy.on_result(self, pair, cat, result)
 
+    def _pay(self, costs: dict[str, tuple[str, float]]) -> float:
+        """Book an attempt's costs (stage -> (role, GPU-s)) in the ledger; returns their sum."""
+        for stage, (role, s) in costs.items():
+            self.ledger.add(role, stage, s)
+        return float(sum(s for _, s in costs.values()))
+
     def resume_done(self, items: list[tuple[str | int, dict[str, tuple[str, float]]]]) -> dict[str, int]:
         """After load(): attempts the run's record shows finished, with their costs. One the restored
         queue still holds (it finished after the checkpoint, or was in flight at it) leaves the queue
         and counts as done, costs included; one it does not hold was counted by the checkpoint."""
         out = {"taken": 0, "counted_before": 0, "unknown": 0}
-        n = self.space.n_sources  # every source, not just those with jobs in flight (_key's lookup)
-        index = {x.decode(): i for i, x in enumerate(self.space.src_ids[:n].tolist())}
+        if self._resume_index is None:  # every source, not only those with jobs in flight; kept for
+            n = self.space.n_sources    # the record's later chunks, dropped by requeue_unrecorded
+            self._resume_index = {x.decode(): i for i, x in enumerate(self.space.src_ids[:n].tolist())}
         for attempt, costs in items:
-            pid, _, att_s = str(attempt).rpartition(".m")
-            src, _, inst = pid.rpartition(".i")
-            if src not in index:
+            key = self._key(attempt, self._resume_index)
+            if key is None:
                 out["unknown"] += 1
                 continue
-            pair, att = int(self.space.first_pair[index[src]]) + int(inst), int(att_s)
-            self._recorded.add((pair << ATTEMPT_BITS) | att)
+            self._recorded.add(key)
+            pair, att = key >> ATTEMPT_BITS, key & ((1 << ATTEMPT_BITS) - 1)
             if not (int(self.space.mask[pair]) >> att) & 1:
                 out["counted_before"] += 1
                 continue
             cat = int(self.space.cat[pair])
             self.space._take(cat, np.array([pair], np.int64), np.array([att], np.int64))
-            total = 0.0
-            for stage, (role, sec) in costs.items():
-                self.ledger.add(role, stage, sec)
-                total += sec
             self.c["issued"] += 1
             self.c["done_jobs"] += 1
-            self.done_cost += total
+            self.done_cost += self._pay(costs)
             self.cat_stats["issued"][cat] += 1
             self.cat_stats["completed"][cat] += 1
             out["taken"] += 1
@@ -299,14 +307,14 @@ class JobScheduler:
         """After load() and resume_done(): jobs the checkpoint counted as finished but the run's
         record lacks (their rows were still buffered when the run died) go back to the queue, to be
         done again; their first cost stays in the ledger (it was spent). Returns how many."""
+        rec = np.fromiter(self._recorded, np.int64, len(self._recorded))
+        self._recorded, self._resume_index = set(), None
         n = self.space.n_pairs
         if not n:
             return 0
-        full = np.array([(1 << self.policy.attempts_for(c)) - 1 for c in self.category_names], np.uint64)
-        pairs = np.arange(n, dtype=np.int64)
+        full = self._full_masks()
         active = (self.space.state[:n] & 7) == ACTIVE
         issued = full[self.space.cat[:n]] & ~self.space.mask[:n].astype(np.uint64)
-        rec = np.fromiter(self._recorded, np.int64, len(self._recorded))
         have = np.zeros(n, np.uint64)
         np.bitwise_or.at(have, rec >> ATTEMPT_BITS, np.left_shift(np.uint64(1), (rec & ((1 << ATTEMPT_BITS) - 1)).astype(np.uint64)))
         lost = np.where(active, issued & ~have, np.uint64(0))
@@ -325,7 +333,6 @@ class JobScheduler:
             np.subtract.at(self.cat_stats["issued"], self.space.cat[lp_a], 1)
             np.subtract.at(self.cat_stats["completed"], self.space.cat[lp_a], 1)
             self.c["redone_unrecorded"] += len(lp)
-        self._recorded = set()
         return len(lp)
 
     def stop_pair(self, pair: int, status: int) -> None:
