@@ -12,7 +12,7 @@ import time
 import ray
 
 from nhr_ray.runtime.poolcontrol import PoolControl
-from nhr_ray.runtime.sizing import PRIOR_GPU_S_PER_ATTEMPT, Rates, RoleSpec, SizingError, moves, plan
+from nhr_ray.runtime.sizing import PRIOR_GPU_S_PER_ATTEMPT, Packing, Rates, RoleSpec, SizingError, moves, plan
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +91,20 @@ class Sizer(PoolControl):
         self._declare()
 
     def _start_wanted(self) -> None:
-        free = sum(self.node_gpus) - sum(self.held().values())
+        """Start wanted actors into the GPUs free now, packed per GPU as Ray packs them (a fraction
+        needs one GPU with that much free, not just that much free on its node)."""
+        nodes = Packing(self.node_gpus)
+        held = [p for p in self.pools.values() if p.gpus_per_actor > 0]
+        for p in sorted(held, key=lambda p: -p.gpus_per_actor):
+            for _ in range(sum(1 for d in p.dead if not d)):
+                nodes.take(p.gpus_per_actor)
         for r in sorted(self.want, key=lambda r: -self.pools[r].gpus_per_actor):
-            g = self.pools[r].gpus_per_actor
-            n = min(self.want[r], int((free + 1e-9) // g))
+            n = 0
+            while n < self.want[r] and nodes.take(self.pools[r].gpus_per_actor):
+                n += 1
             if n > 0:
                 self.pools[r].grow(n)
                 self.want[r] -= n
-                free -= n * g
 
     def close(self, roles: tuple[str, ...]) -> None:
         for r in roles:

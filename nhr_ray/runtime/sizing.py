@@ -34,46 +34,72 @@ class RoleSpec:
     max_actors: int | None = None
 
 
-def _fits(free: list[float], g: float) -> int | None:
-    """The node to place an actor of g GPUs on: whole GPUs on one node; fractions share a GPU
-    (Ray places a fraction on one GPU, so the node needs that fraction free on a GPU it has)."""
-    best = None
-    for k, f in enumerate(free):
-        if f + 1e-9 >= g and (best is None or f < free[best]):  # best fit: keeps big holes for big actors
-            best = k
-    return best
+class Packing:
+    """Free capacity per GPU of every node, packed as Ray packs: an actor of g >= 1 GPUs takes g whole
+    free GPUs of one node; a fraction sits on one GPU that has that fraction free (two 0.75 actors
+    never share a GPU, though a node's total would say they fit)."""
+
+    def __init__(self, node_gpus: list[float]):
+        self.free = [[1.0] * int(g) + ([g - int(g)] if g - int(g) > 1e-9 else []) for g in node_gpus]
+
+    def _where(self, g: float) -> tuple[int, list[int]] | None:
+        best = None
+        for k, gpus in enumerate(self.free):
+            if g >= 1:
+                whole = [i for i, f in enumerate(gpus) if f >= 1 - 1e-9]
+                if len(whole) >= round(g):
+                    left = len(whole) - round(g)  # best fit: the node with the fewest whole GPUs left
+                    if best is None or left < best[0]:
+                        best = (left, k, whole[: round(g)])
+            else:
+                fit = [(f, i) for i, f in enumerate(gpus) if f + 1e-9 >= g]
+                if fit:
+                    f, i = min(fit)  # best fit: the fullest GPU it fits on, keeping whole GPUs whole
+                    if best is None or f < best[0]:
+                        best = (f, k, [i])
+        return None if best is None else (best[1], best[2])
+
+    def fits(self, g: float) -> bool:
+        return self._where(g) is not None
+
+    def take(self, g: float) -> bool:
+        w = self._where(g)
+        if w is None:
+            return False
+        k, idx = w
+        for i in idx:
+            self.free[k][i] -= min(g, 1.0)
+        return True
 
 
 def plan(node_gpus: list[float], roles: Mapping[str, RoleSpec]) -> dict[str, int]:
     """Actors per role for a cluster whose GPU nodes offer node_gpus. Every role gets min_actors (or
     SizingError); then GPUs go one actor at a time to the role with the least GPUs per unit of demand
     whose actor still fits. Roles of no demand keep min_actors; GPU-less roles are not planned here."""
-    free = [float(g) for g in node_gpus]
+    nodes = Packing(node_gpus)
     out = {r: 0 for r in roles}
     order = sorted(roles, key=lambda r: -roles[r].gpus_per_actor)  # big actors first: they fragment worst
     for r in order:
         s = roles[r]
         for _ in range(s.min_actors):
-            k = _fits(free, s.gpus_per_actor)
-            if k is None:
+            if not nodes.take(s.gpus_per_actor):
                 raise SizingError(
                     f"roles.{r}: {s.min_actors} actor(s) of {s.gpus_per_actor:g} GPUs do not fit next to the other roles "
                     f"on GPU nodes of {', '.join(f'{g:g}' for g in node_gpus) or 'none'} GPUs"
                 )
-            free[k] -= s.gpus_per_actor
             out[r] += 1
     while True:
         cands = []
         for r, s in roles.items():
             if s.demand <= 0 or s.gpus_per_actor <= 0 or (s.max_actors is not None and out[r] >= s.max_actors):
                 continue
-            if _fits(free, s.gpus_per_actor) is None:
+            if not nodes.fits(s.gpus_per_actor):
                 continue
             cands.append((out[r] * s.gpus_per_actor / s.demand, -s.demand, r))
         if not cands:
             return out
         r = min(cands)[2]
-        free[_fits(free, roles[r].gpus_per_actor)] -= roles[r].gpus_per_actor
+        nodes.take(roles[r].gpus_per_actor)
         out[r] += 1
 
 

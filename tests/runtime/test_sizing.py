@@ -94,3 +94,16 @@ def test_tail_chunks_spread_the_last_jobs_over_the_editors():
     chunks = tail_chunks(jobs, pending_jobs=30, editors=4)
     assert [len(c) for c in chunks] == [5, 5] and sum(chunks, []) == jobs
     assert tail_chunks(jobs, pending_jobs=0, editors=0) == [jobs[:5], jobs[5:]]  # none live yet: counted as one, two rounds
+
+
+def test_fractions_are_packed_per_gpu_as_ray_places_them():
+    # a node's total says five 0.75 actors fit in 4 GPUs; Ray puts a fraction on one GPU, so only four do,
+    # each leaving a quarter that a 0.25 actor can use
+    roles = {"editor": RoleSpec(0.75, 8.0), "prefilter": RoleSpec(0.25, 0.1)}
+    assert plan([4], roles) == {"editor": 4, "prefilter": 4}
+    assert plan([4, 4], {"editor": RoleSpec(0.75, 8.0)}) == {"editor": 8}
+    # quarters fill a GPU before a new one is opened, so a whole-GPU actor still finds its GPUs
+    c = plan([2], {"t2i": RoleSpec(0.25, 1.0, min_actors=2, max_actors=2), "editor": RoleSpec(1, 8.0)})
+    assert c == {"t2i": 2, "editor": 1}
+    with pytest.raises(SizingError, match="roles.editor: 2 actor"):
+        plan([1.5], {"editor": RoleSpec(1, 8.0, min_actors=2)})
