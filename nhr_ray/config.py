@@ -291,6 +291,13 @@ class SimConfig(Strict):
 
     malformed_rate: float = Field(0.01, ge=0, le=1, description="Share of judge and LLM answers that are malformed.")
     realtime_scale: float = Field(0.0, ge=0, description="Sleep virtual cost x this per call (0: as fast as possible).")
+    gpu_sharing: Literal["slice", "time_shared"] = Field(
+        "slice",
+        description="Real-time mode, actors on a fraction of a GPU: 'slice' runs each at its fraction's speed, always; "
+        "'time_shared' runs the actors placed on one GPU as the GPU time-slices between processes: each call progresses at "
+        "1/k of the GPU's speed while k calls are running on it, at full speed alone (one GPU never does more than one "
+        "GPU-second per second either way).",
+    )
     missing_object_rate: float = Field(0.18, ge=0, le=1, description="Share of rendered objects the T2I model fails to draw.")
     implausible_rate: float = Field(0.40, ge=0, le=1, description="Share of images with a plausibility flaw.")
     pair_concentration: float = Field(0.33, gt=0, description="a+b of the per-pair Beta law of true-clean probability (lower: more clustered).")

@@ -132,6 +132,7 @@ class BackendContext:
     sim: Any = None  # the simulation world's settings (config.SimConfig); only sim backends read it
     prompts_dir: str | None = None
     run_config: Any = None  # the whole validated config.RunConfig (API sections, sources, ...)
+    device: str | None = None  # where the actor runs, "<node id>/<GPU ids>" (set by the Ray layer; None outside Ray)
 
 
 class BackendUnavailable(RuntimeError):

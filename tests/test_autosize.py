@@ -54,3 +54,26 @@ def test_autosize_refuses_roles_that_cannot_fit_on_any_node(cluster, tmp_path):
         run(small_config(**SETS, **AUTO, **{"roles.prefilter.num_gpus": 6}), tmp_path / "nofit")
     with pytest.raises(RunError, match="ray.autosize: roles.validator: 1 actor"):
         run(small_config(**SETS, **AUTO, **{"roles.editor.num_gpus": 4, "roles.validator.num_gpus": 1}), tmp_path / "nofit2")
+
+
+def test_time_shared_half_gpus_give_the_same_triplets_and_actors_know_their_gpu(cluster, tmp_path):
+    from collections import Counter
+
+    from nhr_ray.runtime.actors import Pool
+    from nhr_ray.stages.edit import EditStage
+
+    # half-GPU actors time-sliced on their GPU (sim.gpu_sharing): where work runs changes, not what it gives
+    half = {"sim.gpu_sharing": "time_shared", "roles.editor.num_gpus": 0.5, "roles.prefilter.num_gpus": 0.5}
+    ref, out = tmp_path / "ref", tmp_path / "shared"
+    run(small_config(**SETS), ref)
+    run(small_config(**SETS, **AUTO, **half), out)
+    assert triplets(out) == triplets(ref)
+    # each actor's stage is told its GPU as "<node id>/<GPU id>"; two halves at most per GPU
+    pool = Pool("editor", EditStage, small_config(**half), 5, 0.5, 0.1)
+    try:
+        nodes = ray.get(pool.setup())
+        devices = [ray.get(a.__ray_call__.remote(lambda self: self.stage.device)) for a in pool.actors]
+        assert all(d.split("/")[0] == n and d.split("/")[1].isdigit() for d, n in zip(devices, nodes))
+        assert max(Counter(devices).values()) <= 2
+    finally:
+        pool.shutdown()

@@ -78,6 +78,7 @@ class Stage:
         self._backend_name = role_backend
         self._backend_options = role_options or {}
         self._num_gpus = num_gpus
+        self.device: str | None = None  # "<node id>/<GPU ids>", set by the actor hosting this stage
 
     def setup(self) -> None:
         if self.role and self.backend is None:
@@ -88,6 +89,7 @@ class Stage:
                 num_gpus=self._num_gpus or rc.num_gpus,
                 sim=self.config.sim,
                 run_config=self.config,
+                device=self.device,
             )
             self.backend = build_backend(self.role, self._backend_name or rc.backend, self._backend_options or rc.options, ctx)
             self.backend.setup()

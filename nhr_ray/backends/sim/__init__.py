@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from nhr_ray.backends.sim import render as R
+from nhr_ray.backends.sim.gpu import run_time_shared
 from nhr_ray.backends.sim import world as W
 from nhr_ray.backends.sim.text import SimText
 from nhr_ray.records import item_rng, item_seed, stable_hash
@@ -41,10 +42,14 @@ class _Sim:
     def _sleep(self, gpu_seconds: float) -> None:
         sim = self.context.sim
         if sim is not None and sim.realtime_scale > 0:
-            # a model over g GPUs runs g times faster; one on a fraction of a GPU shares it, so slower
-            # (GPU-less actors, as in CPU-only tests, take the one-GPU time)
+            # a model over g GPUs runs g times faster; one on a fraction of a GPU shares it: at that
+            # fraction's speed ('slice'), or time-sliced with whatever else runs on that GPU
+            # ('time_shared', gpu.py). GPU-less actors, as in CPU-only tests, take the one-GPU time.
             g = self.context.num_gpus if self.context.num_gpus > 0 else 1.0
-            time.sleep(gpu_seconds / g * sim.realtime_scale)
+            if sim.gpu_sharing == "time_shared" and g < 1 and self.context.device:
+                run_time_shared(self.context.device, gpu_seconds * sim.realtime_scale)
+            else:
+                time.sleep(gpu_seconds / g * sim.realtime_scale)
 
 
 class SimT2IOptions(BackendOptions):
