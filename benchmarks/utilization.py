@@ -40,6 +40,7 @@ from nhr_ray.config import load_config
 from nhr_ray.runtime.driver import Miner
 from nhr_ray.runtime.finalize import finalize
 from nhr_ray.runtime.pipeline import open_output, preflight
+from nhr_ray.runtime.sizing import RoleSpec, plan, utilization
 
 MB = 1 << 20
 NODES, GPUS_PER_NODE = 4, 4
@@ -47,6 +48,12 @@ NODES, GPUS_PER_NODE = 4, 4
 BASELINE = {"roles.t2i.actors": 4, "roles.gate.actors": 4, "roles.editor.actors": 4, "roles.prefilter.actors": 1}
 AUTOSIZE = {"ray.autosize": True, "roles.t2i.num_gpus": 0.25, "roles.gate.num_gpus": 0.25, "ray.rebalance_every_s": 5}
 MODES = {
+    # every GPU role on half a GPU, two actors per GPU, time-sliced by the GPU (sim.gpu_sharing): an
+    # editor (FLUX-Kontext size, ~34 GB in bf16) next to a judge (7B-class, or a 4-bit 72B on a 141 GB
+    # GPU) or a second editor; whoever has work gets the GPU, so the pre-filter's spare time goes to
+    # editing instead of idling. Halves never fragment: any GPU with room takes any actor
+    "autosize_timeshared": {**AUTOSIZE, "sim.gpu_sharing": "time_shared", "roles.editor.num_gpus": 0.5,
+                            "roles.prefilter.num_gpus": 0.5, "roles.t2i.num_gpus": 0.5, "roles.gate.num_gpus": 0.5},
     "autosize": AUTOSIZE,
     # the 72B pre-filter quantized onto one GPU per actor: finer grain for the sizer
     "autosize_prefilter_1gpu": {**AUTOSIZE, "roles.prefilter.num_gpus": 1},
@@ -117,6 +124,11 @@ def mine(sets: dict, scale: float, marks: tuple[int, ...] = ()) -> dict:
     attempts = miner.funnel.tally("edit").n_in
     reserved_real_h = led["reserved_gpu_hours"] / scale if scale else None
     loc = mined["locality"]
+    # the steady state's ceiling: editor and pre-filter GPU-seconds per attempt as this run measured
+    # them, split over the 16 GPUs by the sizer's own plan (what whole or half actors allow)
+    per_attempt = {r: busy.get(r, 0.0) * 3600.0 / attempts for r in ("editor", "prefilter")} if attempts else {}
+    specs = {r: RoleSpec(cfg.role(r).num_gpus, d) for r, d in per_attempt.items() if d > 0}
+    steady = plan([GPUS_PER_NODE] * NODES, specs) if len(specs) == 2 and cfg.sim.gpu_sharing == "slice" else {}
     return {
         "wall_s": round(wall, 1),
         "setup_s": mined["timeline"].get("pools_ready"),  # until every starting actor had loaded
@@ -131,6 +143,8 @@ def mine(sets: dict, scale: float, marks: tuple[int, ...] = ()) -> dict:
         "triplets_per_reserved_gpu_hour": round(sum(counts.get(k, 0) for k in counts if k.startswith("final_")) / reserved_real_h, 2)
         if reserved_real_h else None,
         "forward_triplets_per_reserved_gpu_hour": round(counts.get("final_forward", 0) / reserved_real_h, 2) if reserved_real_h else None,
+        "steady_state_ceiling": {"gpu_s_per_attempt": {r: round(v, 2) for r, v in per_attempt.items()}, "plan": steady,
+                                 "busy_over_reserved": round(utilization(steady, specs)["all"], 3) if steady else None},
         "cross_node_bytes_per_attempt": round(loc["cross_node_bytes"] / max(loc["attempts"], 1)),
         "image_pixels_scale": cfg.sources.scale,
         "pools": {r: p["actors_started"] for r, p in mined["pools"].items()},
@@ -144,6 +158,8 @@ def mine(sets: dict, scale: float, marks: tuple[int, ...] = ()) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenes", type=int, default=30, help="scene prompts per real-time run (about 75 attempts each)")
+    ap.add_argument("--baseline-scenes", type=int, default=None,
+                    help="scenes of the baseline run (default: --scenes, the same work; it runs ~3.4x longer)")
     ap.add_argument("--scale", type=float, default=0.03, help="sim.realtime_scale: wall seconds per GPU-second")
     ap.add_argument("--fast-scenes", type=int, default=300, help="scenes of the fast-mode RSS run (0: skip it)")
     ap.add_argument("--batch", type=int, default=2, help="scheduler.batch_size (pairs per editor call)")
@@ -156,13 +172,15 @@ def main() -> None:
     ray.init(address=c.address, logging_level="ERROR")
     c.wait_for_nodes()
     out: dict = {"cluster": f"head (0 GPU) + {NODES} nodes x {GPUS_PER_NODE} GPUs", "scale": args.scale, "scenes": args.scenes,
+                 "baseline_scenes": args.baseline_scenes or args.scenes,
                  "batch": args.batch}
     try:
         # 2 pairs (10 attempts, ~3 s of one editor at scale 0.04) per chain: at the default 8 pairs a short
         # run's start and tail are a few 40-attempt batches long
         sets = {"task.num_scenes": args.scenes, "scheduler.batch_size": args.batch, "sources.scale": 0.0625}
         for mode in args.modes:
-            r = mine({**sets, **MODES[mode]}, args.scale)
+            n = args.baseline_scenes if mode == "baseline" and args.baseline_scenes else args.scenes
+            r = mine({**sets, "task.num_scenes": n, **MODES[mode]}, args.scale)
             out[mode] = r
             print(json.dumps({mode: {k: r[k] for k in ("wall_s", "attempts", "busy_over_reserved", "busy_over_cluster_gpus")}}), flush=True)
         if args.fast_scenes:
