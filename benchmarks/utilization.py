@@ -9,15 +9,19 @@ its GPU-seconds / its GPUs x --scale):
     autosize  ray.autosize: pools sized from cost per attempt (t2i and gate on quarter GPUs), re-balanced
               from measured rates, actors let go at the tail
     autosize_prefilter_1gpu  the same with the pre-filter on one GPU per actor (a quantized 72B)
+    autosize_timeshared  every GPU role on half a GPU, time-sliced by its GPU (sim.gpu_sharing), so
+              whoever has work gets the GPU (a co-location plan)
 
 For each: busy_over_reserved overall and per role (busy GPU-seconds from the ledger over GPUs held x
 wall time as the run's ledger counts it, from the pools' creation to the end, start and tail
 included), the same over all 16 GPUs of the cluster x the phase's wall time (a fixed cluster's bill),
 triplets per reserved GPU-hour (real hours: the simulated wall divided by --scale), cross-node bytes
-per attempt (estimated from actor placement and image sizes), and driver and scheduler peak RSS.
+per attempt (estimated from actor placement and image sizes), driver and scheduler peak RSS, and the
+steady state's ceiling: the busy share the sizer's own plan allows at the editor and pre-filter costs
+the run measured (whole-GPU actors cannot split 16 GPUs in every ratio).
 Then, unless --no-fast, a long fast-mode run (scale 0) reports RSS at 10 % and 100 % of its attempts.
 
-    python benchmarks/utilization.py [--scenes 30] [--scale 0.03] [--fast-scenes 300]
+    python benchmarks/utilization.py [--scenes 30] [--baseline-scenes N] [--scale 0.03] [--fast-scenes 300]
 
 The last line printed is the JSON result.
 """
