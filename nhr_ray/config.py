@@ -214,18 +214,33 @@ class RoleConfig(Strict):
         return self
 
 
-def _role(gpus: float, actors: int = 1, **kw) -> RoleConfig:
-    return RoleConfig(num_gpus=gpus, actors=actors, **kw)
+# each role's own defaults: a config or --set that names some fields of a role keeps the rest of them
+# (`--set roles.prefilter.actors=2` keeps the pre-filter's 4 GPUs per actor)
+ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "designer": {"num_gpus": 0}, "t2i": {"num_gpus": 1}, "gate": {"num_gpus": 1}, "editor": {"num_gpus": 1, "actors": 2},
+    "prefilter": {"num_gpus": 4}, "validator": {"num_gpus": 0}, "inverter": {"num_gpus": 0},
+}  # fmt: skip
+
+
+def _role(name: str):
+    return Field(default_factory=lambda: RoleConfig(**ROLE_DEFAULTS[name]))
 
 
 class RolesConfig(Strict):
-    designer: RoleConfig = Field(default_factory=lambda: _role(0))
-    t2i: RoleConfig = Field(default_factory=lambda: _role(1))
-    gate: RoleConfig = Field(default_factory=lambda: _role(1))
-    editor: RoleConfig = Field(default_factory=lambda: _role(1, 2))
-    prefilter: RoleConfig = Field(default_factory=lambda: _role(4))
-    validator: RoleConfig = Field(default_factory=lambda: _role(0))
-    inverter: RoleConfig = Field(default_factory=lambda: _role(0))
+    designer: RoleConfig = _role("designer")
+    t2i: RoleConfig = _role("t2i")
+    gate: RoleConfig = _role("gate")
+    editor: RoleConfig = _role("editor")
+    prefilter: RoleConfig = _role("prefilter")
+    validator: RoleConfig = _role("validator")
+    inverter: RoleConfig = _role("inverter")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_role_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = {k: {**ROLE_DEFAULTS[k], **v} if k in ROLE_DEFAULTS and isinstance(v, dict) else v for k, v in data.items()}
+        return data
 
 
 class RayConfig(Strict):

@@ -77,6 +77,17 @@ def test_overrides_and_files(tmp_path):
         load_config(tmp_path / "list.yaml")
 
 
+def test_setting_some_fields_of_a_role_keeps_its_other_defaults(tmp_path):
+    # the pre-filter's 72B spans 4 GPUs: naming its actor count must not turn it into a 1-GPU actor
+    cfg = load_config(overrides=["roles.prefilter.actors=2", "roles.editor.num_gpus=0.5"])
+    assert (cfg.roles.prefilter.actors, cfg.roles.prefilter.num_gpus) == (2, 4)
+    assert (cfg.roles.editor.actors, cfg.roles.editor.num_gpus) == (2, 0.5)
+    p = tmp_path / "c.yaml"
+    p.write_text("roles:\n  prefilter:\n    max_in_flight: 3\n")
+    assert load_config(p).roles.prefilter.num_gpus == 4
+    assert load_config(overrides=["roles.prefilter.num_gpus=1"]).roles.prefilter.num_gpus == 1
+
+
 def test_validate_rejects_wrong_types():
     with pytest.raises(ConfigError, match="seed"):
         validate_config({"seed": "abc"})
