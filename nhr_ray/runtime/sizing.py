@@ -154,9 +154,13 @@ class Rates:
 
 def moves(current: Mapping[str, int], target: Mapping[str, int], roles: Mapping[str, RoleSpec],
           min_gain: float = 0.05) -> dict[str, int]:
-    """Actors to add (+) or retire (-) per role to go from current to target; nothing when the target
-    would raise the steady-state throughput by less than min_gain (relative): pools do not flap."""
+    """Actors to add (+) or retire (-) per role to go from current to target. A move that retires
+    actors (their in-flight work drains, a model loads elsewhere) needs the steady-state throughput to
+    rise by min_gain (relative), so pools do not flap; one that only starts actors in GPUs nothing
+    holds (a closed role's, say) needs any gain at all."""
     now, then = throughput(current, roles), throughput(target, roles)
-    if then <= now * (1 + min_gain):
+    delta = {r: target[r] - current.get(r, 0) for r in target if target[r] != current.get(r, 0)}
+    need = 0.0 if all(d > 0 for d in delta.values()) else min_gain
+    if not delta or then <= now * (1 + need) + 1e-12:
         return {}
-    return {r: target[r] - current.get(r, 0) for r in target if target[r] != current.get(r, 0)}
+    return delta

@@ -66,8 +66,8 @@ def test_moves_only_when_the_gain_is_worth_it():
     assert moves({"editor": 7, "t2i": 1}, {"editor": 7, "t2i": 1}, roles) == {}
     # a plan of lower throughput is never taken (1.75 att/s instead of 1.875)
     assert moves({"editor": 15, "t2i": 1}, {"editor": 14, "t2i": 2}, roles) == {}
-    # nor one that gains under min_gain: 2.0 -> 2.03 att/s
-    assert moves({"editor": 16, "t2i": 1}, {"editor": 16, "t2i": 2}, {"editor": RoleSpec(1, 7.88), "t2i": RoleSpec(1, 0.5)}) == {}
+    # an actor started in a free GPU is taken for any gain (2.0 -> 2.03 att/s): nothing is retired for it
+    assert moves({"editor": 16, "t2i": 1}, {"editor": 16, "t2i": 2}, {"editor": RoleSpec(1, 7.88), "t2i": RoleSpec(1, 0.5)}) == {"t2i": 1}
     # the pre-filter starved (2 GPU-s per attempt on 2 GPUs: 1 att/s) while editors could do 1.75
     big = {"editor": RoleSpec(1, 8.0), "t2i": RoleSpec(1, 2.0)}
     assert moves({"editor": 14, "t2i": 2}, {"editor": 13, "t2i": 3}, big) == {"editor": -1, "t2i": 1}
@@ -107,3 +107,14 @@ def test_fractions_are_packed_per_gpu_as_ray_places_them():
     assert c == {"t2i": 2, "editor": 1}
     with pytest.raises(SizingError, match="roles.editor: 2 actor"):
         plan([1.5], {"editor": RoleSpec(1, 8.0, min_actors=2)})
+
+
+def test_free_gpus_are_filled_for_any_gain_and_swaps_need_min_gain():
+    roles = {"editor": RoleSpec(0.5, 6.72), "prefilter": RoleSpec(0.5, 2.0)}
+    # a closed role left a GPU free: two more editors raise throughput by ~2 %, below min_gain: taken
+    assert moves({"editor": 23, "prefilter": 7}, {"editor": 25, "prefilter": 7}, roles, 0.05) == {"editor": 2}
+    # a small gain (3.875 -> 4.0 att/s) by retiring an actor of one role for another: not worth the churn
+    swap = {"editor": RoleSpec(1, 8.0), "t2i": RoleSpec(1, 0.25)}
+    assert moves({"editor": 31, "t2i": 2}, {"editor": 32, "t2i": 1}, swap, 0.05) == {}
+    # starting actors that add nothing: not taken either
+    assert moves({"editor": 10, "prefilter": 1}, {"editor": 10, "prefilter": 2}, {"editor": RoleSpec(1, 8.0), "prefilter": RoleSpec(1, 0.5)}) == {}
