@@ -151,8 +151,13 @@ class Pool:
         ready = [i for i in live if self.ready[i]]
         return ready or live
 
+    @property
+    def n_held(self) -> int:
+        """Actors not killed yet (live, retired and draining, or still starting): they hold resources."""
+        return sum(1 for d in self.dead if not d)
+
     def gpus_held(self) -> float:
-        return self.gpus_per_actor * sum(1 for d in self.dead if not d)
+        return self.gpus_per_actor * self.n_held
 
     def setup(self, which: list[int] | None = None) -> list[ray.ObjectRef]:
         return [self.actors[i].setup.remote() for i in (range(len(self.actors)) if which is None else which)]

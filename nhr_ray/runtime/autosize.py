@@ -96,7 +96,7 @@ class Sizer(PoolControl):
         nodes = Packing(self.node_gpus)
         held = [p for p in self.pools.values() if p.gpus_per_actor > 0]
         for p in sorted(held, key=lambda p: -p.gpus_per_actor):
-            for _ in range(sum(1 for d in p.dead if not d)):
+            for _ in range(p.n_held):
                 nodes.take(p.gpus_per_actor)
         for r in sorted(self.want, key=lambda r: -self.pools[r].gpus_per_actor):
             n = 0

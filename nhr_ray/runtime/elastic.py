@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def bundles(pools: dict) -> list[dict[str, float]]:
     """One resource bundle per actor the pools hold or are starting (what the autoscaler must fit)."""
-    return [bundle(p.gpus_per_actor, p.num_cpus) for p in pools.values() for d in p.dead if not d]
+    return [bundle(p.gpus_per_actor, p.num_cpus) for p in pools.values() for _ in range(p.n_held)]
 
 
 class Elastic(PoolControl):

@@ -12,8 +12,8 @@ import time
 import numpy as np
 
 from nhr_ray.backends.sim import render as R
-from nhr_ray.backends.sim.gpu import run_time_shared
 from nhr_ray.backends.sim import world as W
+from nhr_ray.backends.sim.gpu import run_time_shared
 from nhr_ray.backends.sim.text import SimText
 from nhr_ray.records import item_rng, item_seed, stable_hash
 from nhr_ray.roles import (
