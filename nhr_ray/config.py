@@ -264,6 +264,13 @@ class RayConfig(Strict):
         description="On an autoscaling cluster: the GPUs it can grow to. The pools' GPUs are then requested from the "
         "autoscaler at start (and released at the end) and checked against this instead of what is up now.",
     )
+    max_starting_actors: int | None = Field(
+        None, ge=1,
+        description="Actors loading their model at once, across the cluster (None: every actor at once). Where loads "
+        "contend (weights on shared storage, or simulated nodes sharing a few cores) they then finish one after another "
+        "instead of all together at the end, so work begins while the rest load: sources first, then editors, judges and "
+        "the CPU check interleaved by their counts. A waiting actor's GPUs count as reserved all the same.",
+    )
     elastic: bool = Field(
         False,
         description="Demand-driven pools: a role whose queue stays backed up for elastic_sustain_s grows (doubling, up to "

@@ -56,17 +56,18 @@ def test_autosize_refuses_roles_that_cannot_fit_on_any_node(cluster, tmp_path):
         run(small_config(**SETS, **AUTO, **{"roles.editor.num_gpus": 4, "roles.validator.num_gpus": 1}), tmp_path / "nofit2")
 
 
-def test_time_shared_half_gpus_give_the_same_triplets_and_actors_know_their_gpu(cluster, tmp_path):
+def test_time_shared_half_gpus_loading_two_at_a_time_give_the_same_triplets_and_actors_know_their_gpu(cluster, tmp_path):
     from collections import Counter
 
     from nhr_ray.runtime.actors import Pool
     from nhr_ray.stages.edit import EditStage
 
-    # half-GPU actors time-sliced on their GPU (sim.gpu_sharing): where work runs changes, not what it gives
+    # half-GPU actors time-sliced on their GPU (sim.gpu_sharing), loading two at a time: where and
+    # when work runs changes, not what it gives
     half = {"sim.gpu_sharing": "time_shared", "roles.editor.num_gpus": 0.5, "roles.prefilter.num_gpus": 0.5}
     ref, out = tmp_path / "ref", tmp_path / "shared"
     run(small_config(**SETS), ref)
-    run(small_config(**SETS, **AUTO, **half), out)
+    run(small_config(**SETS, **AUTO, **half, **{"ray.max_starting_actors": 2}), out)
     assert triplets(out) == triplets(ref)
     # each actor's stage is told its GPU as "<node id>/<GPU id>"; two halves at most per GPU
     pool = Pool("editor", EditStage, small_config(**half), 5, 0.5, 0.1)
@@ -77,3 +78,44 @@ def test_time_shared_half_gpus_give_the_same_triplets_and_actors_know_their_gpu(
         assert max(Counter(devices).values()) <= 2
     finally:
         pool.shutdown()
+
+
+def test_starter_loads_k_actors_at_once_in_pipeline_order(cluster):
+    import time
+
+    from nhr_ray.runtime.actors import Pool, Starter
+    from nhr_ray.stages.edit import EditStage
+    from nhr_ray.stages.lowlevel import LowLevelStage
+    from nhr_ray.stages.sources import SourceStage
+
+    cfg = small_config()
+    starter = Starter(1)
+    pools = [Pool("t2i", SourceStage, cfg, 2, 0.5, 0.1, starter=starter),
+             Pool("editor", EditStage, cfg, 3, 1, 0.1, starter=starter),
+             Pool("cpu", LowLevelStage, cfg, 2, 0, 0.1, starter=starter)]
+    try:
+        # one actor loads; the others wait, yet hold their GPUs in every count
+        assert [sum(a is not None for a in p.actors) for p in pools] == [1, 0, 0]
+        assert [p.n_held for p in pools] == [2, 3, 2] and pools[1].gpus_held() == 3
+        assert pools[1].capacity(2) == 0  # nothing created: no call goes to an actor not started
+        deadline = time.monotonic() + 120
+        while any(a is None for p in pools for a in p.actors):
+            assert starter.loading() <= 1
+            starter.pump()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        # the first of each role in pipeline order, then the role with the smallest share started
+        assert [r for r, _, _ in starter.started] == ["t2i", "editor", "cpu", "editor", "t2i", "cpu", "editor"]
+        ray.get([ref for p in pools for ref in p.setup()])
+        # a pool whose actors all wait gets one past the limit when a call must go somewhere
+        late = Pool("gate", SourceStage, cfg, 2, 0.5, 0.1, starter=Starter(0))  # nothing may load
+        assert late.actors == [None, None] and late.starter.pump() == 0
+        i, ref = late.call("setup")
+        assert ray.get(ref) and late.actors[i] is not None and late.actors[1 - i] is None
+        # retired while waiting: never created, and no longer held
+        late.retire(1)
+        assert late.reap() == 1 and late.n_held == 1 and late.actors[1 - i] is None
+        late.shutdown()
+    finally:
+        for p in pools:
+            p.shutdown()

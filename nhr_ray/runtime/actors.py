@@ -1,8 +1,10 @@
 """The Ray layer's actors: one generic StageActor hosts any stage (model loaded once in setup()),
-and a Pool spreads batches over a role's actors with a bounded number in flight per actor."""
+a Pool spreads batches over a role's actors with a bounded number in flight per actor, and a
+Starter (ray.max_starting_actors) lets only so many actors load at once, across pools."""
 
 from __future__ import annotations
 
+import collections
 import itertools
 import time
 from typing import Any
@@ -80,18 +82,82 @@ class StageActor:
         self.stage.teardown()
 
 
+class Starter:
+    """Starts the actors pools ask for, at most `limit` loading at once across all pools. Loads that
+    contend (weights on shared storage, simulated nodes sharing a few cores) then finish one after
+    another instead of all together at the end, so work begins while the rest load. The next actor to start is from the pool with the smallest share of its requested actors
+    started, ties going to the pool registered first (the driver registers them in pipeline order:
+    sources first, then editor, judges and the CPU check, interleaved by their counts). An actor
+    waiting here holds its GPUs in every count (reserved clock, packing): the plan reserved them."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.pools: list[Pool] = []
+        self.waiting: dict[int, collections.deque] = {}  # id(pool) -> actor indices not created yet
+        self.started: list[tuple[str, int, float]] = []  # (role, index, monotonic time) in start order
+
+    def register(self, pool: Pool) -> None:
+        self.pools.append(pool)
+        self.waiting[id(pool)] = collections.deque()
+
+    def request(self, pool: Pool, k: int) -> None:
+        self.waiting[id(pool)].append(k)
+        self.pump()
+
+    def loading(self) -> int:
+        """Actors created whose setup() has not answered yet."""
+        n = 0
+        for p in self.pools:
+            if p._node_refs:
+                p.refresh_nodes()
+            n += len(p._node_refs)
+        return n
+
+    def start_now(self, pool: Pool, k: int) -> None:
+        """Create one waiting actor at once, past the limit (a call has no other actor to go to)."""
+        self.waiting[id(pool)].remove(k)
+        self._create(pool, k)
+
+    def pump(self) -> int:
+        """Start waiting actors while fewer than `limit` load; returns how many were started."""
+        n = 0
+        free = self.limit - self.loading()
+        while free > 0:
+            best = None
+            for rank, p in enumerate(self.pools):
+                q = self.waiting[id(p)]
+                while q and (p.dead[q[0]] or not p.live[q[0]]):  # retired before it started: never created
+                    p.dead[q.popleft()] = True
+                if q:
+                    started = sum(1 for i, a in enumerate(p.actors) if a is not None and not p.dead[i])
+                    share = started / (started + len(q))
+                    if best is None or (share, rank) < best[0]:
+                        best = ((share, rank), p)
+            if best is None:
+                return n
+            p = best[1]
+            self._create(p, self.waiting[id(p)].popleft())
+            n += 1
+            free -= 1
+        return n
+
+    def _create(self, pool: Pool, k: int) -> None:
+        pool._create(k)
+        self.started.append((pool.role, k, time.monotonic()))
+
+
 class Pool:
     """A role's actors. `call` picks the least-loaded live actor (on a preferred node when one is
     given and has room); callers bound what is in flight. `grow` starts actors, `retire` stops new
     calls to some, and `reap` kills retired actors once their in-flight batches are done."""
 
     def __init__(self, role: str, stage_cls: type[Stage], cfg, n: int, num_gpus: float, num_cpus: float,
-                 name_prefix: str | None = None):
+                 name_prefix: str | None = None, starter: Starter | None = None):
         self.role = role
         self._stage_cls, self._cfg_json, self._prefix = stage_cls, cfg.model_dump_json(), name_prefix
         self.num_cpus = num_cpus
         self.gpus_per_actor = num_gpus
-        self.actors: list = []
+        self.actors: list = []  # None: asked for, waiting for the starter to create it
         self.load: list[int] = []
         self.live: list[bool] = []  # False: retired, takes no new call
         self.dead: list[bool] = []  # killed (after retiring and draining)
@@ -101,24 +167,36 @@ class Pool:
         self._rr = itertools.count()
         self._node_refs: dict[int, ray.ObjectRef] = {}
         self.setup_errors: dict[int, Exception] = {}  # actor -> why its setup() failed
+        self.starter = starter
+        if starter is not None:
+            starter.register(self)
         self.grow(n)
 
     def grow(self, n: int) -> list[int]:
+        """Ask for n more actors: created now, or when the starter lets them (they count as held meanwhile)."""
         new = []
         for _ in range(n):
             k = len(self.actors)
-            name = f"{self._prefix}-{self.role}-{k}" if self._prefix else None
-            self.actors.append(StageActor.options(num_gpus=self.gpus_per_actor, num_cpus=self.num_cpus, name=name)
-                               .remote(self._stage_cls, self._cfg_json, self.role))
+            self.actors.append(None)
             self.load.append(0)
             self.live.append(True)
             self.dead.append(False)
             self.node.append(None)
             self.ready.append(False)
             self.last_busy.append(time.monotonic())
-            self._node_refs[k] = self.actors[k].setup.remote()  # loads the model now; answers its node
             new.append(k)
+            if self.starter is None:
+                self._create(k)
+            else:
+                self.starter.request(self, k)
         return new
+
+    def _create(self, k: int) -> None:
+        name = f"{self._prefix}-{self.role}-{k}" if self._prefix else None
+        self.actors[k] = (StageActor.options(num_gpus=self.gpus_per_actor, num_cpus=self.num_cpus, name=name)
+                          .remote(self._stage_cls, self._cfg_json, self.role))
+        self.last_busy[k] = time.monotonic()
+        self._node_refs[k] = self.actors[k].setup.remote()  # loads the model now; answers its node
 
     def refresh_nodes(self) -> None:
         """Note the node of actors whose setup() has answered since (never blocks)."""
@@ -145,9 +223,9 @@ class Pool:
         return sum(1 for i in range(len(self.actors)) if self.live[i] and self.ready[i])
 
     def _takers(self) -> list[int]:
-        """Live actors that take calls: the ready ones; while none is ready, any live one (its call
-        waits for the model to load rather than not run)."""
-        live = [i for i in range(len(self.actors)) if self.live[i]]
+        """Live actors that take calls: the ready ones; while none is ready, any live one created (its
+        call waits for the model to load rather than not run)."""
+        live = [i for i in range(len(self.actors)) if self.live[i] and self.actors[i] is not None]
         ready = [i for i in live if self.ready[i]]
         return ready or live
 
@@ -160,12 +238,18 @@ class Pool:
         return self.gpus_per_actor * self.n_held
 
     def setup(self, which: list[int] | None = None) -> list[ray.ObjectRef]:
+        for i in range(len(self.actors)) if which is None else which:
+            if self.actors[i] is None:
+                self.starter.start_now(self, i)
         return [self.actors[i].setup.remote() for i in (range(len(self.actors)) if which is None else which)]
 
     def pick(self, node: str | None = None) -> int:
         idx = self._takers()
-        if not idx:  # every actor let go, and a lost batch comes back: start one again
-            idx = self.grow(1)
+        if not idx:  # every actor let go (and a lost batch comes back), or all still waiting to start
+            waiting = [i for i in range(len(self.actors)) if self.live[i] and self.actors[i] is None]
+            idx = waiting[:1] or self.grow(1)
+            if self.actors[idx[0]] is None:
+                self.starter.start_now(self, idx[0])
         start = next(self._rr) % len(idx)
         order = idx[start:] + idx[:start]
         if node is not None:
@@ -201,7 +285,8 @@ class Pool:
 
     def retire(self, n: int) -> int:
         """Stop giving new calls to n live actors (the least loaded); returns how many were retired."""
-        live = sorted((i for i in range(len(self.actors)) if self.live[i]), key=lambda i: self.load[i])
+        live = sorted((i for i in range(len(self.actors)) if self.live[i]),  # not started yet, then least loaded
+                      key=lambda i: (self.actors[i] is not None, self.load[i]))
         for i in live[:n]:
             self.live[i] = False
         return min(n, len(live))
@@ -211,7 +296,8 @@ class Pool:
         n = 0
         for i, a in enumerate(self.actors):
             if not self.live[i] and not self.dead[i] and self.load[i] == 0:
-                ray.kill(a)
+                if a is not None:
+                    ray.kill(a)
                 self.dead[i] = True
                 n += 1
         return n
@@ -219,5 +305,6 @@ class Pool:
     def shutdown(self) -> None:
         for i, a in enumerate(self.actors):
             if not self.dead[i]:
-                ray.kill(a)
+                if a is not None:
+                    ray.kill(a)
                 self.dead[i] = True

@@ -30,7 +30,7 @@ from nhr_ray.io.rows import source_row
 from nhr_ray.io.shards import ATTEMPTS_SCHEMA, SOURCES_SCHEMA, ShardWriter, iter_rows
 from nhr_ray.io.store import Store
 from nhr_ray.records import Instruction, Scene, Source, Verdict, geometric_score
-from nhr_ray.runtime.actors import Pool
+from nhr_ray.runtime.actors import Pool, Starter
 from nhr_ray.runtime.autosize import Sizer, initial_counts
 from nhr_ray.runtime.elastic import Elastic
 from nhr_ray.runtime.funnel import Funnel
@@ -117,9 +117,12 @@ class Miner:
         self._t0 = time.monotonic()
         sized = initial_counts(cfg) if cfg.ray.autosize else {}
 
+        # registered in pipeline order: with ray.max_starting_actors, sources' roles load first
+        self.starter = Starter(cfg.ray.max_starting_actors) if cfg.ray.max_starting_actors else None
+
         def pool(role: str, stage_cls) -> Pool:
             rc = cfg.role(role)
-            return Pool(role, stage_cls, cfg, sized.get(role, rc.actors), rc.num_gpus, rc.num_cpus, self.run_name)
+            return Pool(role, stage_cls, cfg, sized.get(role, rc.actors), rc.num_gpus, rc.num_cpus, self.run_name, self.starter)
 
         self.pools = {
             "designer": pool("designer", DesignStage),
@@ -128,7 +131,7 @@ class Miner:
             "editor": pool("editor", EditStage),
             "prefilter": pool("prefilter", PrefilterStage),
             "validator": pool("validator", ValidateStage),
-            "cpu": Pool("cpu", LowLevelStage, cfg, cfg.ray.cpu_workers, 0, 0.5, self.run_name),
+            "cpu": Pool("cpu", LowLevelStage, cfg, cfg.ray.cpu_workers, 0, 0.5, self.run_name, self.starter),
         }
         s = cfg.scheduler
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
@@ -173,11 +176,11 @@ class Miner:
             for r, p in self.pools.items():
                 p.refresh_nodes()
                 for k, err in p.setup_errors.items():
-                    if k < self._initial[r]:
+                    if k < self._initial[r] and p.live[k]:  # not one retired (and killed) while it loaded
                         cause = getattr(err, "cause", None) or err
                         first = (str(cause).strip().splitlines() or [""])[0][:300]
                         raise RuntimeError(f"roles.{r}: an actor failed to start: {type(cause).__name__}: {first}") from err
-            if all(all(p.ready[:self._initial[r]]) for r, p in self.pools.items()):
+            if all(p.ready[k] or not p.live[k] for r, p in self.pools.items() for k in range(self._initial[r])):
                 self._all_up = True
                 self._mark("pools_ready")
             elif not wait:
@@ -314,6 +317,8 @@ class Miner:
 
         while True:
             self.check_start()
+            if self.starter is not None:
+                self.starter.pump()
             # 1. design, in request order, until enough scenes (re-asking for what was lost)
             while (
                 self.pools["designer"].capacity(per_actor["designer"]) > 0
