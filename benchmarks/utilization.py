@@ -10,7 +10,8 @@ its GPU-seconds / its GPUs x --scale):
               from measured rates, actors let go at the tail
     autosize_prefilter_1gpu  the same with the pre-filter on one GPU per actor (a quantized 72B)
     autosize_timeshared  every GPU role on half a GPU, time-sliced by its GPU (sim.gpu_sharing), so
-              whoever has work gets the GPU (a co-location plan)
+              whoever has work gets the GPU (a co-location plan); --time-share-efficiency < 1
+              charges for switching between the two)
 
 For each: busy_over_reserved overall and per role (busy GPU-seconds from the ledger over GPUs held x
 wall time as the run's ledger counts it, from the pools' creation to the end, start and tail
@@ -19,9 +20,10 @@ triplets per reserved GPU-hour (real hours: the simulated wall divided by --scal
 per attempt (estimated from actor placement and image sizes), driver and scheduler peak RSS, and the
 steady state's ceiling: the busy share the sizer's own plan allows at the editor and pre-filter costs
 the run measured (whole-GPU actors cannot split 16 GPUs in every ratio).
-Then, unless --no-fast, a long fast-mode run (scale 0) reports RSS at 10 % and 100 % of its attempts.
+Then, unless --fast-scenes 0, a long fast-mode run (scale 0) reports RSS at 10 %, 50 % and 100 % of its attempts.
 
-    python benchmarks/utilization.py [--scenes 30] [--baseline-scenes N] [--scale 0.03] [--fast-scenes 300] [--max-starting 2]
+    python benchmarks/utilization.py [--scenes 30] [--baseline-scenes N] [--scale 0.03] [--fast-scenes 300]
+        [--max-starting 2] [--time-share-efficiency 1.0] [--modes autosize_timeshared autosize ...]
 
 The last line printed is the JSON result.
 """
@@ -111,7 +113,6 @@ def mine(sets: dict, scale: float, marks: tuple[int, ...] = ()) -> dict:
         try:
             miner.start_pools()  # returns at once: actors load while sources start
             mined = miner.run()
-            t_end = time.monotonic()
             watch.at["end"] = {"attempts": miner.funnel.tally("edit").n_in,
                                "driver_rss_mb": round(psutil.Process().memory_info().rss / MB, 1),
                                "scheduler_rss_mb": round(watch.sched.memory_info().rss / MB, 1) if watch.sched else None}
@@ -135,15 +136,12 @@ def mine(sets: dict, scale: float, marks: tuple[int, ...] = ()) -> dict:
     steady = plan([GPUS_PER_NODE] * NODES, specs) if len(specs) == 2 and cfg.sim.gpu_sharing == "slice" else {}
     return {
         "wall_s": round(wall, 1),
-        "setup_s": mined["timeline"].get("pools_ready"),  # until every starting actor had loaded
+        "setup_s": mined["timeline"].get("pools_ready"),  # until every starting actor had loaded (work starts before)
         "attempts": attempts,
         "triplets": {k[6:]: v for k, v in counts.items() if k.startswith("final_")},
         "busy_over_reserved": round(led["busy_gpu_hours"] * scale / led["reserved_gpu_hours"], 3) if scale else None,
         "busy_over_reserved_by_role": {r: round(busy.get(r, 0) * scale / h, 3) for r, h in res.items() if h} if scale else None,
         "busy_over_cluster_gpus": round(led["busy_gpu_hours"] * 3600 * scale / (cluster_gpus * wall), 3) if scale else None,
-        "busy_over_cluster_gpus_after_setup": round(led["busy_gpu_hours"] * 3600 * scale
-                                                    / (cluster_gpus * (t_end - t0 - mined["timeline"].get("pools_ready", 0))), 3)
-        if scale else None,
         "triplets_per_reserved_gpu_hour": round(sum(counts.get(k, 0) for k in counts if k.startswith("final_")) / reserved_real_h, 2)
         if reserved_real_h else None,
         "forward_triplets_per_reserved_gpu_hour": round(counts.get("final_forward", 0) / reserved_real_h, 2) if reserved_real_h else None,
@@ -167,6 +165,8 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=0.03, help="sim.realtime_scale: wall seconds per GPU-second")
     ap.add_argument("--fast-scenes", type=int, default=300, help="scenes of the fast-mode RSS run (0: skip it)")
     ap.add_argument("--batch", type=int, default=2, help="scheduler.batch_size (pairs per editor call)")
+    ap.add_argument("--time-share-efficiency", type=float, default=1.0,
+                    help="sim.time_share_efficiency of autosize_timeshared (0.9: a tenth of a shared GPU lost to switching)")
     ap.add_argument("--max-starting", type=int, default=2, help="ray.max_starting_actors (every mode)")
     ap.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES), help="real-time runs (none: only the fast run)")
     args = ap.parse_args()
@@ -178,7 +178,8 @@ def main() -> None:
     c.wait_for_nodes()
     out: dict = {"cluster": f"head (0 GPU) + {NODES} nodes x {GPUS_PER_NODE} GPUs", "scale": args.scale, "scenes": args.scenes,
                  "baseline_scenes": args.baseline_scenes or args.scenes,
-                 "batch": args.batch, "max_starting_actors": args.max_starting}
+                 "batch": args.batch, "max_starting_actors": args.max_starting,
+                 "time_share_efficiency": args.time_share_efficiency}
     try:
         # 2 pairs (10 attempts, ~3 s of one editor at scale 0.04) per chain: at the default 8 pairs a short
         # run's start and tail are a few 40-attempt batches long
@@ -189,14 +190,15 @@ def main() -> None:
                 "ray.max_starting_actors": args.max_starting}
         for mode in args.modes:
             n = args.baseline_scenes if mode == "baseline" and args.baseline_scenes else args.scenes
-            r = mine({**sets, "task.num_scenes": n, **MODES[mode]}, args.scale)
+            extra = {"sim.time_share_efficiency": args.time_share_efficiency} if mode == "autosize_timeshared" else {}
+            r = mine({**sets, "task.num_scenes": n, **MODES[mode], **extra}, args.scale)
             out[mode] = r
             print(json.dumps({mode: {k: r[k] for k in ("wall_s", "attempts", "busy_over_reserved", "busy_over_cluster_gpus")}}), flush=True)
         if args.fast_scenes:
             # attempts expected: ~77 per scene at the default funnel
             n = args.fast_scenes * 77
             r = mine({"task.num_scenes": args.fast_scenes, "sources.scale": 0.0625, "ray.max_starting_actors": args.max_starting,
-                      **AUTOSIZE}, 0.0, marks=(n // 10, n))
+                      **AUTOSIZE}, 0.0, marks=(n // 10, n // 2, n))
             out["fast"] = {k: r[k] for k in ("wall_s", "attempts", "peak_rss_mb", "rss_at", "triplets")}
             out["fast"]["attempts_per_s"] = round(r["attempts"] / r["wall_s"], 1)
     finally:

@@ -320,6 +320,11 @@ class SimConfig(Strict):
         "1/k of the GPU's speed while k calls are running on it, at full speed alone (one GPU never does more than one "
         "GPU-second per second either way).",
     )
+    time_share_efficiency: float = Field(
+        1.0, gt=0, le=1,
+        description="With gpu_sharing 'time_shared': the share of a GPU's speed that calls sharing it get together "
+        "(1: switching between processes is free; 0.9: a tenth is lost while two or more calls share the GPU).",
+    )
     missing_object_rate: float = Field(0.18, ge=0, le=1, description="Share of rendered objects the T2I model fails to draw.")
     implausible_rate: float = Field(0.40, ge=0, le=1, description="Share of images with a plausibility flaw.")
     pair_concentration: float = Field(0.33, gt=0, description="a+b of the per-pair Beta law of true-clean probability (lower: more clustered).")

@@ -7,11 +7,11 @@ import threading
 from nhr_ray.backends.sim.gpu import run_time_shared
 
 
-def _run_together(devices, seconds, root):
+def _run_together(devices, seconds, root, efficiency=1.0):
     took = {}
 
     def go(k, dev):
-        took[k] = run_time_shared(dev, seconds, root)
+        took[k] = run_time_shared(dev, seconds, root, efficiency)
 
     ts = [threading.Thread(target=go, args=(k, d)) for k, d in enumerate(devices)]
     for t in ts:
@@ -43,3 +43,11 @@ def test_a_call_from_a_dead_process_stops_counting(tmp_path):
     (folder / f"{dead}-1").touch()  # left behind by a process killed mid-call
     assert run_time_shared("node-a/0", 0.2, str(tmp_path)) < 0.39
     assert not (folder / f"{dead}-1").exists()
+
+
+def test_sharing_a_gpu_costs_what_switching_costs(tmp_path):
+    # two calls of 0.3 GPU-s at 0.5 efficiency: together they get half the GPU, so each takes ~1.2 s
+    # (0.6 s were switching free); alone, a call is not slowed (nothing to switch between)
+    shared = _run_together(["node-a/0"] * 2, 0.3, str(tmp_path), 0.5)
+    assert min(shared) >= 1.0
+    assert run_time_shared("node-a/0", 0.3, str(tmp_path), efficiency=0.5) < 0.5

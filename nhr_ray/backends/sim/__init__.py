@@ -47,7 +47,7 @@ class _Sim:
             # ('time_shared', gpu.py). GPU-less actors, as in CPU-only tests, take the one-GPU time.
             g = self.context.num_gpus if self.context.num_gpus > 0 else 1.0
             if sim.gpu_sharing == "time_shared" and g < 1 and self.context.device:
-                run_time_shared(self.context.device, gpu_seconds * sim.realtime_scale)
+                run_time_shared(self.context.device, gpu_seconds * sim.realtime_scale, efficiency=sim.time_share_efficiency)
             else:
                 time.sleep(gpu_seconds / g * sim.realtime_scale)
 
