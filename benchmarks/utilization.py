@@ -11,7 +11,9 @@ its GPU-seconds / its GPUs x --scale):
     autosize_prefilter_1gpu  the same with the pre-filter on one GPU per actor (a quantized 72B)
     autosize_timeshared  every GPU role on half a GPU, time-sliced by its GPU (sim.gpu_sharing), so
               whoever has work gets the GPU (a co-location plan); --time-share-efficiency < 1
-              charges for switching between the two)
+              charges for switching between the two
+    autosize_colocated  one editor per GPU on 3/4 of it, judges and sources on quarters beside
+              them, time-sliced: the GPU is shared only while a judge call runs next to an edit
 
 For each: busy_over_reserved overall and per role (busy GPU-seconds from the ledger over GPUs held x
 wall time as the run's ledger counts it, from the pools' creation to the end, start and tail
@@ -60,6 +62,12 @@ MODES = {
     # editing instead of idling. Halves never fragment: any GPU with room takes any actor
     "autosize_timeshared": {**AUTOSIZE, "sim.gpu_sharing": "time_shared", "roles.editor.num_gpus": 0.5,
                             "roles.prefilter.num_gpus": 0.5, "roles.t2i.num_gpus": 0.5, "roles.gate.num_gpus": 0.5},
+    # one editor per GPU on three quarters of it, and the judges and sources on quarters beside the
+    # editors, time-sliced: the GPU is shared only while a judge call runs next to an edit (two
+    # editors per GPU, above, share it all the time, and pay any switching cost all the time). Memory:
+    # an editor (~34 GB) beside a 7B-class judge, or beside a 4-bit 72B on a 141 GB GPU
+    "autosize_colocated": {**AUTOSIZE, "sim.gpu_sharing": "time_shared", "roles.editor.num_gpus": 0.75,
+                           "roles.prefilter.num_gpus": 0.25, "roles.t2i.num_gpus": 0.25, "roles.gate.num_gpus": 0.25},
     "autosize": AUTOSIZE,
     # the 72B pre-filter quantized onto one GPU per actor: finer grain for the sizer
     "autosize_prefilter_1gpu": {**AUTOSIZE, "roles.prefilter.num_gpus": 1},
@@ -166,7 +174,7 @@ def main() -> None:
     ap.add_argument("--fast-scenes", type=int, default=300, help="scenes of the fast-mode RSS run (0: skip it)")
     ap.add_argument("--batch", type=int, default=2, help="scheduler.batch_size (pairs per editor call)")
     ap.add_argument("--time-share-efficiency", type=float, default=1.0,
-                    help="sim.time_share_efficiency of autosize_timeshared (0.9: a tenth of a shared GPU lost to switching)")
+                    help="sim.time_share_efficiency of the time-shared modes (0.9: a tenth of a shared GPU lost to switching)")
     ap.add_argument("--max-starting", type=int, default=2, help="ray.max_starting_actors (every mode)")
     ap.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES), help="real-time runs (none: only the fast run)")
     args = ap.parse_args()
@@ -190,7 +198,7 @@ def main() -> None:
                 "ray.max_starting_actors": args.max_starting}
         for mode in args.modes:
             n = args.baseline_scenes if mode == "baseline" and args.baseline_scenes else args.scenes
-            extra = {"sim.time_share_efficiency": args.time_share_efficiency} if mode == "autosize_timeshared" else {}
+            extra = {"sim.time_share_efficiency": args.time_share_efficiency} if MODES[mode].get("sim.gpu_sharing") else {}
             r = mine({**sets, "task.num_scenes": n, **MODES[mode], **extra}, args.scale)
             out[mode] = r
             print(json.dumps({mode: {k: r[k] for k in ("wall_s", "attempts", "busy_over_reserved", "busy_over_cluster_gpus")}}), flush=True)
