@@ -186,6 +186,8 @@ class Miner:
             elif not wait:
                 return
             else:
+                if self.starter is not None:
+                    self.starter.pump()
                 time.sleep(0.05)
 
     def _mark(self, what: str) -> None:
