@@ -194,8 +194,8 @@ def main() -> None:
         # the 4 simulated nodes share this machine's 2 cores: started all at once, 26-40 actor
         # processes (~0.4 CPU-s each) all finish loading together after 10-20 s; two at a time, in
         # pipeline order, the first ones work within a second while the rest load (the same total)
-        sets = {"task.num_scenes": args.scenes, "scheduler.batch_size": args.batch, "sources.scale": 0.0625,
-                "ray.max_starting_actors": args.max_starting}
+        common = {"sources.scale": 0.0625, "ray.max_starting_actors": args.max_starting}
+        sets = {**common, "scheduler.batch_size": args.batch}
         for mode in args.modes:
             n = args.baseline_scenes if mode == "baseline" and args.baseline_scenes else args.scenes
             extra = {"sim.time_share_efficiency": args.time_share_efficiency} if MODES[mode].get("sim.gpu_sharing") else {}
@@ -205,8 +205,7 @@ def main() -> None:
         if args.fast_scenes:
             # attempts expected: ~77 per scene at the default funnel
             n = args.fast_scenes * 77
-            r = mine({"task.num_scenes": args.fast_scenes, "sources.scale": 0.0625, "ray.max_starting_actors": args.max_starting,
-                      **AUTOSIZE}, 0.0, marks=(n // 10, n // 2, n))
+            r = mine({**common, "task.num_scenes": args.fast_scenes, **AUTOSIZE}, 0.0, marks=(n // 10, n // 2, n))
             out["fast"] = {k: r[k] for k in ("wall_s", "attempts", "peak_rss_mb", "rss_at", "triplets")}
             out["fast"]["attempts_per_s"] = round(r["attempts"] / r["wall_s"], 1)
     finally:

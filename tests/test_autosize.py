@@ -105,7 +105,7 @@ def test_starter_loads_k_actors_at_once_in_pipeline_order(cluster):
             assert time.monotonic() < deadline
             time.sleep(0.02)
         # the first of each role in pipeline order, then the role with the smallest share started
-        assert [r for r, _, _ in starter.started] == ["t2i", "editor", "cpu", "editor", "t2i", "cpu", "editor"]
+        assert [r for r, _ in starter.started] == ["t2i", "editor", "cpu", "editor", "t2i", "cpu", "editor"]
         ray.get([ref for p in pools for ref in p.setup()])
         # a pool whose actors all wait gets one past the limit when a call must go somewhere
         late = Pool("gate", SourceStage, cfg, 2, 0.5, 0.1, starter=Starter(0))  # nothing may load

@@ -85,16 +85,17 @@ class StageActor:
 class Starter:
     """Starts the actors pools ask for, at most `limit` loading at once across all pools. Loads that
     contend (weights on shared storage, simulated nodes sharing a few cores) then finish one after
-    another instead of all together at the end, so work begins while the rest load. The next actor to start is from the pool with the smallest share of its requested actors
-    started, ties going to the pool registered first (the driver registers them in pipeline order:
-    sources first, then editor, judges and the CPU check, interleaved by their counts). An actor
-    waiting here holds its GPUs in every count (reserved clock, packing): the plan reserved them."""
+    another instead of all together at the end, so work begins while the rest load. The next actor
+    to start is from the pool with the smallest share of its requested actors started, ties going to
+    the pool registered first (the driver registers them in pipeline order: sources first, then
+    editor, judges and the CPU check, interleaved by their counts). An actor waiting here holds its
+    GPUs in every count (reserved clock, packing): the plan reserved them."""
 
     def __init__(self, limit: int):
         self.limit = limit
         self.pools: list[Pool] = []
         self.waiting: dict[int, collections.deque] = {}  # id(pool) -> actor indices not created yet
-        self.started: list[tuple[str, int, float]] = []  # (role, index, monotonic time) in start order
+        self.started: list[tuple[str, int]] = []  # (role, actor index) in start order
 
     def register(self, pool: Pool) -> None:
         self.pools.append(pool)
@@ -143,7 +144,7 @@ class Starter:
 
     def _create(self, pool: Pool, k: int) -> None:
         pool._create(k)
-        self.started.append((pool.role, k, time.monotonic()))
+        self.started.append((pool.role, k))
 
 
 class Pool:
@@ -238,10 +239,11 @@ class Pool:
         return self.gpus_per_actor * self.n_held
 
     def setup(self, which: list[int] | None = None) -> list[ray.ObjectRef]:
-        for i in range(len(self.actors)) if which is None else which:
+        which = range(len(self.actors)) if which is None else which
+        for i in which:
             if self.actors[i] is None:
                 self.starter.start_now(self, i)
-        return [self.actors[i].setup.remote() for i in (range(len(self.actors)) if which is None else which)]
+        return [self.actors[i].setup.remote() for i in which]
 
     def pick(self, node: str | None = None) -> int:
         idx = self._takers()

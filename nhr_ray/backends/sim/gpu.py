@@ -4,9 +4,10 @@
 partition, like MIG. `time_shared` runs it the way a GPU time-slices between processes: while k calls
 are running on the same GPU each progresses at 1/k of its speed, and a call alone gets the whole GPU.
 Either way one GPU never does more than one GPU-second of work per second; `sim.time_share_efficiency`
-takes a share of that away while calls share a GPU (switching between contexts is not free). The calls running on a
-GPU are files in a folder named after the GPU (node id and GPU id), one per calling thread, so the
-actors of one machine (all the nodes of a `ray.cluster_utils.Cluster`) see each other without Ray.
+takes a share of that away while calls share a GPU (switching between contexts is not free). The
+calls running on a GPU are files in a folder named after the GPU (node id and GPU id), one per
+calling thread, so the actors of one machine (all the nodes of a `ray.cluster_utils.Cluster`) see
+each other without Ray.
 """
 
 from __future__ import annotations
