@@ -290,6 +290,7 @@ def test_cli_prints_the_token_once_and_stops_cleanly(rate_run, tmp_path):
     assert "WARNING: listening on 0.0.0.0, not loopback" in err and "SIMULATED RUN" in stdout
     assert (stdout + err).count(token) == 1  # printed once, in the URL
     assert "1 ratings by {'cli': 1}" in rest and "refused requests by reason: {'score_out_of_range': 1}" in rest
+    assert "0 of 4 items have 2 or more raters" in rest
     assert [(r["rater"], r["adherence"]) for r in _file_rows(out)] == [("cli", 2)]
 
 

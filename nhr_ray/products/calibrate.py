@@ -59,6 +59,13 @@ def spearman(a, b) -> float | None:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+def _raters_of(ratings: list[tuple[str, str, float]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = defaultdict(set)
+    for t, r, _ in ratings:
+        out[t].add(r)
+    return out
+
+
 def debias(ratings: list[tuple[str, str, float]]) -> tuple[dict[str, float], dict[str, float]]:
     """[(triplet, rater, score)] of one axis -> (de-biased score per triplet, bias per rater)."""
     by_t: dict[str, list[float]] = defaultdict(list)
@@ -68,9 +75,7 @@ def debias(ratings: list[tuple[str, str, float]]) -> tuple[dict[str, float], dic
         by_r[r].append((t, s))
     m = {t: float(np.mean(v)) for t, v in by_t.items()}
     bias = {r: float(np.mean([s for _, s in v]) - np.mean([m[t] for t in {t for t, _ in v}])) for r, v in by_r.items()}
-    raters_of = defaultdict(set)
-    for t, r, _ in ratings:
-        raters_of[t].add(r)
+    raters_of = _raters_of(ratings)
     for r, v in by_r.items():
         if all(len(raters_of[t]) == 1 for t, _ in v):
             bias[r] = 0.0  # nobody to compare with: exactly 0 (the formula gives 0 up to rounding)
@@ -100,9 +105,7 @@ def debias_notes(ratings: list[tuple[str, str, float]]) -> dict[str, Any]:
     """Where de-biasing could not work as the paper's protocol assumes (2-4 raters per triplet), and
     what was done instead. A rater's bias is measured against the other raters of the triplets it
     shares with them; a rater sharing none (or the only rater) gets bias 0: scores used as rated."""
-    raters_of: dict[str, set[str]] = defaultdict(set)
-    for t, r, _ in ratings:
-        raters_of[t].add(r)
+    raters_of = _raters_of(ratings)
     raters = set().union(*raters_of.values())
     shared = set().union(*(v for v in raters_of.values() if len(v) > 1))
     alone = sorted(raters - shared)

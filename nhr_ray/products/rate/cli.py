@@ -57,8 +57,12 @@ def cmd_rate(args: argparse.Namespace) -> int:
         pass
     finally:
         by_rater = Counter(j for j, _ in server.store.rows)
+        per_item = Counter(t for _, t in server.store.rows)
         refused = dict(server.app.refused)
         server.close()
     print(f"stopped; {server.store.path}: {sum(by_rater.values())} ratings by {dict(by_rater) or 'nobody yet'}"
           + (f"; refused requests by reason: {refused}" if refused else ""), flush=True)  # fmt: skip
+    if by_rater:
+        print(f"{sum(k >= 2 for k in per_item.values())} of {len(s.items)} items have 2 or more raters (the protocol: "
+              "2-4 per item; with one rater `calibrate` cannot de-bias)", flush=True)  # fmt: skip
     return 0

@@ -86,6 +86,7 @@ class RateApp:
         self.page = resources.files("nhr_ray.products.rate").joinpath("page.html").read_text()
         self.csp = _csp(self.page)
         self.known = {it.id for it in sample.items}
+        self.cookie = COOKIE  # RateServer adds the port: cookies do not tell ports apart, tokens do
 
     def count(self, reason: str) -> None:
         with self._count:
@@ -98,7 +99,7 @@ class RateApp:
                 c.load(h.headers.get("Cookie", ""))
             except Exception:
                 pass
-            given = c[COOKIE].value if COOKIE in c else ""
+            given = c[self.cookie].value if self.cookie in c else ""
             if not hmac.compare_digest(given.encode(), self.token.encode()):
                 raise Refused(401, "token_required", "open the URL with ?token= that `nhr-ray rate` printed at start")
             return
@@ -197,7 +198,7 @@ class Handler(BaseHTTPRequestHandler):
         rater = q.get("rater", [""])[0]
         to = "/?rater=" + rater if RATER.fullmatch(rater) else "/"
         self._send(303, b"", "text/plain", {"Location": to,
-                                            "Set-Cookie": f"{COOKIE}={self.app.token}; HttpOnly; SameSite=Strict; Path=/"})  # fmt: skip
+                                            "Set-Cookie": f"{self.app.cookie}={self.app.token}; HttpOnly; SameSite=Strict; Path=/"})  # fmt: skip
 
     def _post(self, url) -> None:
         if url.path not in FIELDS:
@@ -244,6 +245,7 @@ class RateServer:
             self._release()
             raise
         self.host, self.port = host, self.httpd.server_address[1]
+        self.app.cookie = f"{COOKIE}_{self.port}"
         self._thread: threading.Thread | None = None
 
     @property
