@@ -33,7 +33,7 @@ def cmd_rate(args: argparse.Namespace) -> int:
     try:
         server = RateServer(args.run_dir, args.out, n=args.n, seed=args.seed, include_rejected=args.include_rejected,
                             host=args.host, port=args.port, rater=args.rater)  # fmt: skip
-    except (InputError, ValueError, OSError) as e:
+    except (InputError, ValueError, OSError, OverflowError) as e:  # bad arguments, port taken or out of range
         print(f"nhr-ray rate: {e}", file=sys.stderr)
         return 2
     s = server.sample

@@ -113,14 +113,22 @@ class _Rows:
             found.append(self.starts[k] + np.flatnonzero(np.asarray(mask(t), dtype=bool)))
         return np.concatenate(found)
 
-    def read(self, rows, columns: list[str], handle: Callable[[int, dict], None]) -> None:
+    def read(self, rows, columns: list[str], handle: Callable[[int, dict], None], batch_rows: int = 16) -> None:
+        """handle(row number, row) for each row asked for. Parquet reads a row group's pages in order, so
+        each group holding a wanted row is read up to its last wanted row, `batch_rows` rows at a time
+        (images included: memory stays at one batch, not one group)."""
         rows = np.sort(np.asarray(rows, np.int64))
         ks = np.searchsorted(self.starts, rows, side="right") - 1
         for k in np.unique(ks):
             fi, g = self.groups[k]
-            t = pq.ParquetFile(self.files[fi]).read_row_group(int(g), columns=columns)
-            for r in rows[ks == k]:
-                handle(int(r), t.slice(int(r - self.starts[k]), 1).to_pylist()[0])
+            want, pos = rows[ks == k] - self.starts[k], 0
+            for b in pq.ParquetFile(self.files[fi]).iter_batches(batch_rows, row_groups=[int(g)], columns=columns):
+                lo, hi = np.searchsorted(want, [pos, pos + b.num_rows])
+                for off in want[lo:hi]:
+                    handle(int(off + self.starts[k]), b.slice(int(off - pos), 1).to_pylist()[0])
+                pos += b.num_rows
+                if hi == len(want):
+                    break
 
 
 class _Cache:
