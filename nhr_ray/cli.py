@@ -8,6 +8,7 @@ import logging
 import sys
 
 from nhr_ray.config import ConfigError, dump_config, load_config, presets
+from nhr_ray.products.rate.cli import register as register_rate
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -65,11 +66,14 @@ def cmd_backends(args) -> int:
 
 def cmd_calibrate(args) -> int:
     from nhr_ray.products.calibrate import calibrate, write_report
+    from nhr_ray.products.ratings import DROPPED
     from nhr_ray.products.tables import InputError
 
     sweep = [float(x) for x in args.sweep.split(",")] if args.sweep else None
     try:
-        report = calibrate(args.ratings, args.predictions, threshold=args.threshold, sweep=sweep)
+        report = calibrate(args.ratings, args.predictions, threshold=args.threshold, sweep=sweep, run_dir=args.run,
+                           triplet_col=args.triplet_col, rater_col=args.rater_col,
+                           predictions_triplet_col=args.predictions_triplet_col)  # fmt: skip
     except InputError as e:
         print(f"nhr-ray calibrate: {e}", file=sys.stderr)
         return 2
@@ -80,7 +84,13 @@ def cmd_calibrate(args) -> int:
     c = report["classifier"]
     fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
     print(f"threshold {c['threshold']}: precision {fmt(c['precision'])} recall {fmt(c['recall'])} "
-          f"F1 {fmt(c['f1'])} accuracy {fmt(c['accuracy'])}  (n={report['n_triplets']}, excluded {report['excluded']})")
+          f"F1 {fmt(c['f1'])} accuracy {fmt(c['accuracy'])}  (n={report['n_triplets']} triplets, "
+          f"{report['n_ratings']} ratings by {report['n_raters']} raters)")
+    for reason, k in report["excluded"].items():
+        if k:
+            print(f"dropped {k}: {reason} ({DROPPED.get(reason, reason)})")
+    for note in report["debias"]["notes"] + report["notes"]:
+        print(f"note: {note}")
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -145,8 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("backends", help="list registered backends by role")
     p.set_defaults(func=cmd_backends)
     p = sub.add_parser("calibrate", help="judge a validator against human ratings (MAE, Spearman, precision/recall)")
-    p.add_argument("ratings", help="Parquet/CSV/JSONL rows: triplet, rater, adherence, aesthetics[, category]")
-    p.add_argument("--predictions", required=True, help="Parquet/CSV/JSONL rows: triplet, adherence, aesthetics")
+    p.add_argument("ratings", help="Parquet/CSV/JSONL rows: triplet, rater, adherence, aesthetics[, category, run_id] "
+                   "(also triplet_id / sample_id and rater_id / annotator / annotator_id)")
+    p.add_argument("--predictions", help="Parquet/CSV/JSONL rows: triplet, adherence, aesthetics (default with --run: "
+                   "the validator scores the run recorded)")
+    p.add_argument("--run", help="the run the ratings are of: refuses ratings of another run, drops ids it does not hold")
+    p.add_argument("--triplet-col", help="the ratings' triplet id column (default: the one of triplet, triplet_id, sample_id)")
+    p.add_argument("--rater-col", help="the ratings' rater column (default: the one of rater, rater_id, annotator, annotator_id)")
+    p.add_argument("--predictions-triplet-col", help="the predictions' triplet id column (default: as for the ratings)")
     p.add_argument("--out", required=True, help="directory for calibration.json and the PNG plots")
     p.add_argument("--threshold", type=float, default=4.7, help="validator threshold on both axes (default 4.7)")
     p.add_argument("--sweep", help="comma-separated thresholds to sweep (default 1.0, 1.1, ..., 5.0)")
@@ -175,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="a finished run's --out directory")
     p.add_argument("--out", help="HTML file to write (default RUN_DIR/report.html)")
     p.set_defaults(func=cmd_report)
+    register_rate(sub)
     return ap
 
 

@@ -142,3 +142,67 @@ def test_bad_input(tmp_path, capsys):
     # a triplet predicted twice is ambiguous: an error
     with pytest.raises(ValueError, match="more than once"):
         calibrate(_write(tmp_path / "r2.parquet", ratings), _write(tmp_path / "p2.parquet", preds + preds[:1]))
+
+
+def _cal(tmp_path, ratings, preds, *flags):
+    r = _write(tmp_path / "r.parquet", ratings)
+    p = _write(tmp_path / "p.parquet", preds)
+    return main(["calibrate", str(r), "--predictions", str(p), "--out", str(tmp_path / "cal"), *flags])
+
+
+def _renamed(rows, **names):
+    return [{names.get(k, k): v for k, v in r.items()} for r in rows]
+
+
+@pytest.mark.parametrize("t_name,r_name", [("triplet_id", "rater_id"), ("sample_id", "annotator"), ("triplet", "annotator_id")])
+def test_common_column_spellings(tmp_path, capsys, t_name, r_name):
+    ratings, preds = _world(seed=3, n=30)
+    want = calibrate(_write(tmp_path / "a.parquet", ratings), _write(tmp_path / "b.parquet", preds))
+    assert _cal(tmp_path, _renamed(ratings, triplet=t_name, rater=r_name), _renamed(preds, triplet=t_name)) == 0, \
+        capsys.readouterr().err
+    got = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert got["n_triplets"] == 30 and got["axes"]["adherence"]["mae"] == pytest.approx(want["axes"]["adherence"]["mae"])
+    assert got["rater_bias"] == want["rater_bias"]
+
+
+def test_competing_columns_are_an_error_and_flags_choose(tmp_path, capsys):
+    ratings, preds = _world(seed=4, n=20)
+    both = [{**r, "sample_id": "s" + r["triplet"], "rater_id": r["rater"]} for r in ratings]
+    assert _cal(tmp_path, both, preds) == 2
+    err = capsys.readouterr().err
+    assert "competing triplet id columns ['triplet', 'sample_id']" in err and "--triplet-col" in err
+    assert _cal(tmp_path, both, preds, "--triplet-col", "triplet") == 2  # the raters compete too
+    assert "competing rater columns ['rater', 'rater_id']" in capsys.readouterr().err
+    assert _cal(tmp_path, both, preds, "--triplet-col", "triplet", "--rater-col", "rater_id") == 0
+    assert json.loads((tmp_path / "cal" / "calibration.json").read_text())["n_triplets"] == 20
+    # any name, named by flags; a flag naming a missing column says so
+    odd = _renamed(ratings, triplet="item", rater="who")
+    assert _cal(tmp_path, odd, _renamed(preds, triplet="item"), "--triplet-col", "item", "--rater-col", "who",
+                "--predictions-triplet-col", "item") == 0  # fmt: skip
+    assert _cal(tmp_path, odd, preds, "--triplet-col", "nope", "--rater-col", "who") == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_repeated_ratings_count_once(tmp_path):
+    ratings, preds = _world(seed=5, n=20)
+    again = dict(ratings[0], adherence=1.0, aesthetics=1.0)
+    rep = calibrate(_write(tmp_path / "r.parquet", ratings + [again]), _write(tmp_path / "p.parquet", preds))
+    assert rep["excluded"]["ratings_duplicate"] == 1 and rep["n_ratings"] == len(ratings)
+    ref = calibrate(_write(tmp_path / "r2.parquet", ratings[1:] + [again]), _write(tmp_path / "p2.parquet", preds))
+    assert rep["axes"] == ref["axes"]  # the later row is the one that counts
+
+
+def test_one_rater_or_no_overlap_says_what_it_did(tmp_path, capsys):
+    ratings, preds = _world(seed=6, n=40)
+    solo = [dict(r, rater="only") for r in ratings if r["rater"] == ratings[0]["rater"]]
+    assert _cal(tmp_path, solo, preds) == 0
+    out = capsys.readouterr().out
+    assert "one rater only (only)" in out and "no de-biasing was possible" in out and "used as rated" in out
+    rep = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert rep["debias"]["debiased"] is False and rep["rater_bias"]["adherence"] == {"only": 0.0}
+    # a rater who shares no triplet with anyone else keeps bias 0, and the report names them
+    island = ratings + [{"triplet": "t_new", "rater": "island", "adherence": 2.0, "aesthetics": 2.0, "category": "add"}]
+    rep = calibrate(_write(tmp_path / "i.parquet", island), _write(tmp_path / "ip.parquet", preds))
+    assert rep["debias"]["raters_without_overlap"] == ["island"] and rep["rater_bias"]["adherence"]["island"] == 0.0
+    assert rep["debias"]["triplets_with_one_rater"] >= 1 and any("island" in n for n in rep["debias"]["notes"])
+    assert rep["debias"]["debiased"] is True

@@ -12,9 +12,13 @@ prediction for (pass the held-out split's predictions to judge a tuned validator
 Spearman rho per axis, rho per category, and the classifier view "validator >= T on both axes"
 against "both de-biased human scores > 4.0", at one threshold and swept over thresholds.
 
-Bad input is either an error (a missing column, a triplet predicted twice) or a counted exclusion
-(a non-numeric or out-of-range score, a prediction for a triplet nobody rated, a rated triplet with
-no prediction); the counts are in the report's `excluded`.
+Reading the files (column spellings, `--run` checks, predictions from the run) is in ratings.py.
+Bad input is either an error (a missing or ambiguous column, a triplet predicted twice, ratings of
+another run) or a counted exclusion (a non-numeric or out-of-range score, a repeated rating, an id
+the run does not hold, a prediction for a triplet nobody rated, a rated triplet with no
+prediction); the counts are in the report's `excluded`, their meanings in ratings.DROPPED. Where
+de-biasing cannot work as the protocol assumes (one rater, raters sharing no triplet, triplets
+with one rater) the report's `debias` says so and what was done instead.
 """
 
 from __future__ import annotations
@@ -26,11 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from nhr_ray.products.tables import InputError, as_float, read_table, require_columns
+from nhr_ray.products.ratings import AXES, check_against_run, read_predictions, read_ratings, run_predictions
+from nhr_ray.products.tables import InputError
 
-AXES = ("adherence", "aesthetics")
 HUMAN_POSITIVE = 4.0  # the paper's positive class: both de-biased human scores above this
-SCORE_RANGE = (1.0, 5.0)
 
 
 def rank(x: np.ndarray) -> np.ndarray:
@@ -56,6 +59,13 @@ def spearman(a, b) -> float | None:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+def _raters_of(ratings: list[tuple[str, str, float]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = defaultdict(set)
+    for t, r, _ in ratings:
+        out[t].add(r)
+    return out
+
+
 def debias(ratings: list[tuple[str, str, float]]) -> tuple[dict[str, float], dict[str, float]]:
     """[(triplet, rater, score)] of one axis -> (de-biased score per triplet, bias per rater)."""
     by_t: dict[str, list[float]] = defaultdict(list)
@@ -65,6 +75,10 @@ def debias(ratings: list[tuple[str, str, float]]) -> tuple[dict[str, float], dic
         by_r[r].append((t, s))
     m = {t: float(np.mean(v)) for t, v in by_t.items()}
     bias = {r: float(np.mean([s for _, s in v]) - np.mean([m[t] for t in {t for t, _ in v}])) for r, v in by_r.items()}
+    raters_of = _raters_of(ratings)
+    for r, v in by_r.items():
+        if all(len(raters_of[t]) == 1 for t, _ in v):
+            bias[r] = 0.0  # nobody to compare with: exactly 0 (the formula gives 0 up to rounding)
     acc: dict[str, list[float]] = defaultdict(list)
     for t, r, s in ratings:
         acc[t].append(s - bias[r])
@@ -87,61 +101,63 @@ def classify(pred: dict[str, np.ndarray], human: dict[str, np.ndarray], threshol
             "f1": f1, "accuracy": (tp + tn) / n if n else None}  # fmt: skip
 
 
-def _load_ratings(path, excluded: Counter) -> tuple[dict[str, list[tuple[str, str, float]]], dict[str, str]]:
-    table = read_table(path)
-    require_columns(table, ["triplet", "rater", *AXES], f"ratings file {path}")
-    has_cat = "category" in table.column_names
-    per_axis: dict[str, list[tuple[str, str, float]]] = {a: [] for a in AXES}
-    cats: dict[str, Counter] = defaultdict(Counter)
-    cols = ["triplet", "rater", *AXES] + (["category"] if has_cat else [])
-    for row in table.select(cols).to_pylist():
-        t, r = row["triplet"], row["rater"]
-        if t is None or r is None or str(t) == "" or str(r) == "":
-            excluded["ratings_missing_id"] += 1
-            continue
-        scores = {a: as_float(row[a]) for a in AXES}
-        if any(v is None for v in scores.values()):
-            excluded["ratings_non_numeric"] += 1
-            continue
-        if any(not SCORE_RANGE[0] <= v <= SCORE_RANGE[1] for v in scores.values()):
-            excluded["ratings_out_of_range"] += 1
-            continue
-        for a in AXES:
-            per_axis[a].append((str(t), str(r), scores[a]))
-        if has_cat and row["category"] is not None:
-            cats[str(t)][str(row["category"])] += 1
-    if not per_axis["adherence"]:
-        raise InputError(f"ratings file {path}: no usable rating rows ({dict(excluded)})")
-    return per_axis, {t: c.most_common(1)[0][0] for t, c in cats.items()}
-
-
-def _load_predictions(path, rated: set[str], excluded: Counter) -> dict[str, tuple[float, float]]:
-    table = read_table(path)
-    require_columns(table, ["triplet", *AXES], f"predictions file {path}")
-    out: dict[str, tuple[float, float]] = {}
-    for row in table.select(["triplet", *AXES]).to_pylist():
-        t = None if row["triplet"] is None else str(row["triplet"])
-        if t in out:
-            raise InputError(f"predictions file {path}: triplet {t!r} is predicted more than once")
-        if t not in rated:
-            excluded["predictions_unknown_triplet"] += 1
-            continue
-        adh, aes = as_float(row["adherence"]), as_float(row["aesthetics"])
-        if adh is None or aes is None:
-            excluded["predictions_non_numeric"] += 1  # an unparseable validator answer: counted, not scored
-            continue
-        out[t] = (adh, aes)
+def debias_notes(ratings: list[tuple[str, str, float]]) -> dict[str, Any]:
+    """Where de-biasing could not work as the paper's protocol assumes (2-4 raters per triplet), and
+    what was done instead. A rater's bias is measured against the other raters of the triplets it
+    shares with them; a rater sharing none (or the only rater) gets bias 0: scores used as rated."""
+    raters_of = _raters_of(ratings)
+    raters = set().union(*raters_of.values())
+    shared = set().union(*(v for v in raters_of.values() if len(v) > 1))
+    alone = sorted(raters - shared)
+    single = sum(len(v) == 1 for v in raters_of.values())
+    out: dict[str, Any] = {"raters": len(raters), "debiased": len(shared) > 0, "raters_without_overlap": alone,
+                           "triplets_with_one_rater": single, "notes": []}  # fmt: skip
+    if len(raters) == 1:
+        out["notes"].append(f"one rater only ({alone[0]}): a rater's bias is measured against other raters of the same "
+                            "triplets, so no de-biasing was possible; the scores are used as rated")  # fmt: skip
+    elif alone:
+        out["notes"].append(f"rater(s) {alone} share no triplet with another rater: their bias cannot be measured and "
+                            "their scores are used as rated")  # fmt: skip
+    if single and len(raters) > 1:
+        out["notes"].append(f"{single} of {len(raters_of)} triplets have one rater only (the paper's protocol: 2-4 per "
+                            "triplet): each takes that rater's de-biased score")  # fmt: skip
     return out
 
 
-def calibrate(ratings_path, predictions_path, threshold: float = 4.7, sweep: list[float] | None = None) -> dict[str, Any]:
+def _ratings(path, excluded: Counter, notes: list[str], run_dir, triplet_col, rater_col):
+    rows = read_ratings(path, excluded, triplet_col, rater_col)
+    run_scores = None
+    if run_dir is not None:
+        rows, run_scores = check_against_run(rows, run_dir, excluded, notes)
+    if not rows:
+        raise InputError(f"ratings file {path}: no usable rating rows ({dict(excluded)})")
+    per_axis = {a: [(r["triplet"], r["rater"], r[a]) for r in rows] for a in AXES}
+    cats: dict[str, Counter] = defaultdict(Counter)
+    for r in rows:
+        if r["category"] is not None:
+            cats[r["triplet"]][str(r["category"])] += 1
+    return per_axis, {t: c.most_common(1)[0][0] for t, c in cats.items()}, run_scores
+
+
+def calibrate(ratings_path, predictions_path=None, threshold: float = 4.7, sweep: list[float] | None = None, *,
+              run_dir=None, triplet_col: str | None = None, rater_col: str | None = None,
+              predictions_triplet_col: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Judge a validator against de-biased ratings. Predictions come from `predictions_path`, or, when
+    only `run_dir` is given, from the validator scores that run recorded for the rated items."""
+    if predictions_path is None and run_dir is None:
+        raise InputError("no predictions: give a predictions file, or the run (its validator's recorded scores are used)")
     excluded: Counter = Counter()
-    per_axis, category = _load_ratings(ratings_path, excluded)
+    notes: list[str] = []
+    per_axis, category, run_scores = _ratings(ratings_path, excluded, notes, run_dir, triplet_col, rater_col)
     human_by_axis, biases = {}, {}
     for a in AXES:
         human_by_axis[a], biases[a] = debias(per_axis[a])
     rated = set(human_by_axis["adherence"])
-    preds = _load_predictions(predictions_path, rated, excluded)
+    if predictions_path is not None:
+        preds = read_predictions(predictions_path, rated, excluded, predictions_triplet_col)
+    else:
+        preds = run_predictions(run_scores, rated)
+        notes.append(f"predictions: the validator scores recorded in {run_dir}")
     if not preds:
         raise InputError(f"no prediction matches a rated triplet ({dict(excluded)})")
     excluded["ratings_without_prediction"] = len(rated - set(preds))
@@ -150,7 +166,8 @@ def calibrate(ratings_path, predictions_path, threshold: float = 4.7, sweep: lis
     human = {a: np.array([human_by_axis[a][t] for t in ids]) for a in AXES}
     report: dict[str, Any] = {"n_triplets": len(ids), "n_ratings": len(per_axis["adherence"]),
                               "n_raters": len(biases["adherence"]), "threshold": threshold,
-                              "human_positive_above": HUMAN_POSITIVE, "excluded": dict(excluded)}  # fmt: skip
+                              "human_positive_above": HUMAN_POSITIVE, "excluded": dict(excluded),
+                              "debias": debias_notes(per_axis["adherence"]), "notes": notes}  # fmt: skip
     report["axes"] = {a: {"mae": float(np.abs(pred[a] - human[a]).mean()), "spearman": spearman(pred[a], human[a]),
                           "mean_validator": float(pred[a].mean()), "mean_human": float(human[a].mean())} for a in AXES}  # fmt: skip
     by_cat: dict[str, list[int]] = defaultdict(list)
