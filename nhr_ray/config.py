@@ -302,6 +302,20 @@ class OutputConfig(Strict):
     progress: bool = Field(True, description="Live progress display on the terminal.")
 
 
+class AnswersConfig(Strict):
+    """Bounds on model text before it is parsed (nhr_ray/parsing.py): an answer past them is a
+    counted `answer_too_long` rejection, never parsed, and its raw text is kept cut to the bound."""
+
+    max_chars: int = Field(
+        20_000, ge=100, description="Judge (gate, pre-filter, validator) and inverter answers longer than this are not parsed."
+    )
+    max_design_chars: int = Field(
+        1_000_000, ge=1_000,
+        description="Designer answers longer than this are not parsed (one answer holds task.items_per_request scenes: "
+        "50 at the longest prompt and instructions allowed are about 260,000 characters).",
+    )
+
+
 class ModelsConfig(Strict):
     root: str | None = Field(
         None, description="Folder that relative `model` options of real backends resolve under (hub ids still work)."
@@ -439,6 +453,7 @@ class RunConfig(Strict):
     roles: RolesConfig = Field(default_factory=RolesConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    answers: AnswersConfig = Field(default_factory=AnswersConfig, description="Length bounds on model text before parsing.")
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     sim: SimConfig = Field(default_factory=SimConfig)
     api: ApiConfig = Field(default_factory=ApiConfig, description="Hosted model APIs: endpoints, retries, rate limits, prices, budget.")

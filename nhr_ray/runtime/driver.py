@@ -30,6 +30,7 @@ from nhr_ray.io.rows import source_row
 from nhr_ray.io.shards import ATTEMPTS_SCHEMA, SOURCES_SCHEMA, ShardWriter, iter_rows
 from nhr_ray.io.store import Store
 from nhr_ray.records import Instruction, Scene, Source, Verdict, geometric_score
+from nhr_ray.redact import Redactor, install_log_redaction
 from nhr_ray.runtime.actors import Pool, Starter
 from nhr_ray.runtime.autosize import Sizer, initial_counts
 from nhr_ray.runtime.elastic import Elastic
@@ -93,6 +94,8 @@ class Miner:
     def __init__(self, cfg, store: Store, run_name: str = "nhr"):
         self.cfg = cfg
         self.store = store
+        self.redact = Redactor(cfg)
+        install_log_redaction(self.redact)  # the driver's log records never carry a key
         self.funnel = Funnel()
         self.usage = Usage()
         self.run_name = run_name
@@ -178,7 +181,7 @@ class Miner:
                 for k, err in p.setup_errors.items():
                     if k < self._initial[r] and p.live[k]:  # not one retired (and killed) while it loaded
                         cause = getattr(err, "cause", None) or err
-                        first = (str(cause).strip().splitlines() or [""])[0][:300]
+                        first = (self.redact(str(cause)).strip().splitlines() or [""])[0][:300]
                         raise RuntimeError(f"roles.{r}: an actor failed to start: {type(cause).__name__}: {first}") from err
             if all(p.ready[k] or not p.live[k] for r, p in self.pools.items() for k in range(self._initial[r])):
                 self._all_up = True
