@@ -26,6 +26,7 @@ PAPER_BUCKETS: list[tuple[int, int]] = [
 ]  # fmt: skip
 
 CATEGORIES = ["removal", "addition", "colour_change", "replacement", "style"]
+KNOWN_CATEGORIES = (*CATEGORIES, "other")  # what an instruction can be labelled (design.classify_instruction)
 
 
 def check_categories(names) -> None:
@@ -76,6 +77,11 @@ class SourcesConfig(Strict):
         1.0, gt=0, le=1, description="Multiply bucket sizes (rounded to 16 px). The simulation uses 1/8."
     )
     batch_size: int = Field(8, ge=1, description="Images per T2I call (batched within one bucket).")
+    max_photo_bytes: int = Field(
+        50_000_000, ge=1,
+        description="kind=images: a photo file (or Parquet image value) larger than this is refused as file_too_large, "
+        "from its size, before it is read.",
+    )
 
     @model_validator(mode="after")
     def _images_path(self):
@@ -298,7 +304,11 @@ class OutputConfig(Strict):
     attempt_images: Literal["none", "validated", "all"] = Field(
         "validated", description="Which attempts keep their edited image in attempts-*.parquet (needed for DPO/KTO export)."
     )
-    max_image_pixels: int = Field(64_000_000, ge=1, description="Refuse to decode images larger than this.")
+    max_image_pixels: int = Field(
+        64_000_000, ge=1, le=178_956_970,
+        description="Refuse to decode images larger than this (checked from the header, before any pixel is decoded). "
+        "At most Pillow's own hard limit (2 x its MAX_IMAGE_PIXELS), which stays on for the whole process.",
+    )
     progress: bool = Field(True, description="Live progress display on the terminal.")
 
 

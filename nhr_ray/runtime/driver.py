@@ -301,7 +301,7 @@ class Miner:
         if cfg.sources.kind == "images":  # real photos: no design step, one source task per photo
             from nhr_ray.stages.photos import photo_tasks
 
-            source_queue.extend(x for x in photo_tasks(cfg.sources.images) if f"{x[0].scene_id}.n00" not in done_sources)
+            source_queue.extend(x for x in photo_tasks(cfg.sources.images, cfg.task) if f"{x[0].scene_id}.n00" not in done_sources)
             next_request = max_requests
 
         def advance_scenes() -> None:
