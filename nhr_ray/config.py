@@ -77,6 +77,18 @@ class SourcesConfig(Strict):
         1.0, gt=0, le=1, description="Multiply bucket sizes (rounded to 16 px). The simulation uses 1/8."
     )
     batch_size: int = Field(8, ge=1, description="Images per T2I call (batched within one bucket).")
+    max_pinned_bytes: int | None = Field(
+        8 * 2**30, ge=1,
+        description="Source images kept in the object store (on the driver's node) until all their edit jobs are done, "
+        "plus the batches being made: no new batch of sources starts while they would pass this many bytes "
+        "(runtime/admission.py). Generation resumes as jobs finish. Uniform draws are then uniform over the sources "
+        "admitted so far. None: no limit.",
+    )
+    max_pending_jobs: int | None = Field(
+        100_000, ge=1,
+        description="No new batch of sources starts while the edit jobs not yet drawn (plus those of batches being made) "
+        "would pass this. None: no limit.",
+    )
     max_photo_bytes: int = Field(
         50_000_000, ge=1,
         description="kind=images: a photo file (or Parquet image value) larger than this is refused as file_too_large, "
