@@ -15,6 +15,7 @@ from nhr_ray.records import Verdict
 from nhr_ray.roles import Answer
 from nhr_ray.stages.design import parse_scenes
 from nhr_ray.stages.invert import check_inverse
+from nhr_ray.stages.photos import describe
 from nhr_ray.stages.prefilter import decide
 from nhr_ray.stages.validate import score_verdict
 
@@ -74,6 +75,9 @@ def test_every_parser_returns_a_named_reason(text):
         assert _clean_line(sc.prompt, TASK.max_prompt_chars)
         assert 1 <= len(sc.instructions) <= TASK.max_instructions_per_scene
         assert all(_clean_line(i.text, TASK.max_instruction_chars) for i in sc.instructions)
+    caption, insts, why, _ = describe(text, [text, text[:500]], [text], TASK)  # a photo's caption file
+    assert (why is None and _clean_line(caption, TASK.max_prompt_chars) and insts) or REASON.match(why)
+    assert all(_clean_line(i.text, TASK.max_instruction_chars) for i in insts)
     for v in (score_verdict("validate", Answer(text=text), 4.7, 4.7),
               decide({"edit_scores": Answer(text=text), "unwanted_change": Answer(text=text), "aesthetics": Answer(text=text)},
                      CFG.prefilter, 20_000)):  # fmt: skip
