@@ -26,6 +26,7 @@ PAPER_BUCKETS: list[tuple[int, int]] = [
 ]  # fmt: skip
 
 CATEGORIES = ["removal", "addition", "colour_change", "replacement", "style"]
+KNOWN_CATEGORIES = (*CATEGORIES, "other")  # what an instruction can be labelled (design.classify_instruction)
 
 
 def check_categories(names) -> None:
@@ -76,6 +77,23 @@ class SourcesConfig(Strict):
         1.0, gt=0, le=1, description="Multiply bucket sizes (rounded to 16 px). The simulation uses 1/8."
     )
     batch_size: int = Field(8, ge=1, description="Images per T2I call (batched within one bucket).")
+    max_pinned_bytes: int | None = Field(
+        8 * 2**30, ge=1,
+        description="Source images kept in the object store (on the driver's node) until all their edit jobs are done, "
+        "plus the batches being made: no new batch of sources starts while they would pass this many bytes "
+        "(runtime/admission.py). Generation resumes as jobs finish. Uniform draws are then uniform over the sources "
+        "admitted so far. None: no limit.",
+    )
+    max_pending_jobs: int | None = Field(
+        100_000, ge=1,
+        description="No new batch of sources starts while the edit jobs not yet drawn (plus those of batches being made) "
+        "would pass this. None: no limit.",
+    )
+    max_photo_bytes: int = Field(
+        50_000_000, ge=1,
+        description="kind=images: a photo file (or Parquet image value) larger than this is refused as file_too_large, "
+        "from its size, before it is read.",
+    )
 
     @model_validator(mode="after")
     def _images_path(self):
@@ -298,8 +316,26 @@ class OutputConfig(Strict):
     attempt_images: Literal["none", "validated", "all"] = Field(
         "validated", description="Which attempts keep their edited image in attempts-*.parquet (needed for DPO/KTO export)."
     )
-    max_image_pixels: int = Field(64_000_000, ge=1, description="Refuse to decode images larger than this.")
+    max_image_pixels: int = Field(
+        64_000_000, ge=1, le=178_956_970,
+        description="Refuse to decode images larger than this (checked from the header, before any pixel is decoded). "
+        "At most Pillow's own hard limit (2 x its MAX_IMAGE_PIXELS), which stays on for the whole process.",
+    )
     progress: bool = Field(True, description="Live progress display on the terminal.")
+
+
+class AnswersConfig(Strict):
+    """Bounds on model text before it is parsed (nhr_ray/parsing.py): an answer past them is a
+    counted `answer_too_long` rejection, never parsed, and its raw text is kept cut to the bound."""
+
+    max_chars: int = Field(
+        20_000, ge=100, description="Judge (gate, pre-filter, validator) and inverter answers longer than this are not parsed."
+    )
+    max_design_chars: int = Field(
+        1_000_000, ge=1_000,
+        description="Designer answers longer than this are not parsed (one answer holds task.items_per_request scenes: "
+        "50 at the longest prompt and instructions allowed are about 260,000 characters).",
+    )
 
 
 class ModelsConfig(Strict):
@@ -439,6 +475,7 @@ class RunConfig(Strict):
     roles: RolesConfig = Field(default_factory=RolesConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    answers: AnswersConfig = Field(default_factory=AnswersConfig, description="Length bounds on model text before parsing.")
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     sim: SimConfig = Field(default_factory=SimConfig)
     api: ApiConfig = Field(default_factory=ApiConfig, description="Hosted model APIs: endpoints, retries, rate limits, prices, budget.")

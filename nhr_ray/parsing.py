@@ -1,7 +1,11 @@
 """Parsers for untrusted model text. They never raise: each returns a value or a named reason.
 
 Reasons are short snake_case names that end up as counted outcomes in the funnel and the attempts
-table, next to the raw text.
+table, next to the raw text. Hostile text is bounded before any work: an answer longer than the
+caller's `max_chars` is `answer_too_long` (not parsed), JSON nested deeper than MAX_JSON_DEPTH is
+`json_too_deep` (found by one linear scan, before the recursive decoder sees it), a number Python
+refuses to convert is `json_number_too_long`, and at most MAX_JSON_STARTS places per text are tried
+as the start of a JSON value, so no answer costs more than linear time or raises.
 """
 
 from __future__ import annotations
@@ -15,6 +19,12 @@ from typing import Any
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 _YES = {"yes", "y", "true"}
 _NO = {"no", "n", "false"}
+_JSON_SYNTAX = re.compile(r'["\\\[\]{}]')
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+MAX_ANSWER_CHARS = 20_000  # a judge's or inverter's answer (config: answers.max_chars)
+MAX_JSON_DEPTH = 32  # our answers nest 3 deep; the decoder recurses once per level
+MAX_JSON_STARTS = 64  # places tried as the start of a JSON value, per candidate text
 
 
 @dataclass
@@ -27,36 +37,97 @@ class Parsed:
         return self.reason == "ok"
 
 
-def extract_json(text: str | None, want: type) -> Parsed:
+def json_depth(text: str) -> int:
+    """The deepest nesting of [ and { in `text` outside JSON strings (one pass over its syntax)."""
+    depth = deepest = 0
+    in_string, skip_to = False, -1
+    for m in _JSON_SYNTAX.finditer(text):
+        i, ch = m.start(), m.group()
+        if i < skip_to:  # the character after a backslash inside a string
+            continue
+        if in_string:
+            if ch == "\\":
+                skip_to = i + 2
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def too_long(text: str | None, max_chars: int) -> bool:
+    return text is not None and len(text) > max_chars
+
+
+def writable(text: str) -> str:
+    """`text` with what UTF-8 cannot carry (lone surrogates, from JSON escapes) replaced by '?', so
+    Parquet and JSON writers accept it."""
+    return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
+
+
+def clean_text(s: str) -> str:
+    """One line of text: control characters and runs of whitespace (newlines included) become one
+    space, so no model- or file-supplied text adds lines to a prompt; what UTF-8 cannot carry
+    becomes '?'."""
+    return " ".join(writable(_CONTROL.sub(" ", s)).split())
+
+
+def raw_text(text: str | None, max_chars: int = MAX_ANSWER_CHARS) -> str:
+    """A model's answer as kept next to its verdict: at most max_chars of it, a cut one marked."""
+    if text is None:
+        return ""
+    return writable(text if len(text) <= max_chars else f"{text[:max_chars]} ...[cut: {len(text):,} chars]")
+
+
+def extract_json(text: str | None, want: type, max_chars: int = MAX_ANSWER_CHARS) -> Parsed:
     """Find a JSON value of type `want` (list or dict) in text that may carry prose or code fences
-    around it. Returns reason 'empty', 'no_json' or 'truncated_json' when none can be read."""
+    around it. Returns reason 'empty', 'answer_too_long', 'json_too_deep', 'json_number_too_long',
+    'no_json' or 'truncated_json' when none can be read."""
     if text is None or not text.strip():
         return Parsed(reason="empty")
+    if too_long(text, max_chars):
+        return Parsed(reason="answer_too_long")
     candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
     opener, closer = ("[", "]") if want is list else ("{", "}")
     decoder = json.JSONDecoder()
-    saw_opener = False
+    saw_opener, refused = False, None
     for cand in candidates:
-        for i, ch in enumerate(cand):
-            if ch != opener:
-                continue
-            saw_opener = True
+        if json_depth(cand) > MAX_JSON_DEPTH:
+            refused = "json_too_deep"
+            continue
+        i, tries = cand.find(opener), 0
+        while i >= 0 and tries < MAX_JSON_STARTS:
+            saw_opener, tries = True, tries + 1
             try:
                 value, _ = decoder.raw_decode(cand, i)
             except json.JSONDecodeError:
-                continue
+                value = None
+            except RecursionError:  # deeper than the scan saw (a stray quote in prose hid it)
+                value, refused = None, refused or "json_too_deep"
+            except (ValueError, OverflowError):  # an int of more than 4300 digits
+                value, refused = None, refused or "json_number_too_long"
             if isinstance(value, want):
                 return Parsed(value)
+            i = cand.find(opener, i + 1)
+    if refused:
+        return Parsed(reason=refused)
     if saw_opener and closer not in text[text.find(opener):]:
         return Parsed(reason="truncated_json")
     return Parsed(reason="no_json")
 
 
-def parse_yes_no(text: str | None) -> Parsed:
+def parse_yes_no(text: str | None, max_chars: int = MAX_ANSWER_CHARS) -> Parsed:
     """One-word yes/no answers. Accepts case, punctuation and a trailing explanation after the first
-    word; anything else is 'unparseable_answer' (never a silent yes)."""
+    word; anything else is 'unparseable_answer' (never a silent yes), or 'answer_too_long'."""
     if text is None or not text.strip():
         return Parsed(reason="empty")
+    if too_long(text, max_chars):
+        return Parsed(reason="answer_too_long")
     first = re.split(r"[\s,.:;!]+", text.strip().strip("\"'*`").lower(), maxsplit=1)[0]
     if first in _YES:
         return Parsed(True)
@@ -68,22 +139,22 @@ def parse_yes_no(text: str | None) -> Parsed:
 def _as_score(v: Any) -> float | None:
     if isinstance(v, bool):
         return None
-    if isinstance(v, (int, float)):
-        f = float(v)
-    elif isinstance(v, str):
-        try:
+    try:
+        if isinstance(v, (int, float)):
+            f = float(v)
+        elif isinstance(v, str):
             f = float(v.strip())
-        except ValueError:
+        else:
             return None
-    else:
+    except (ValueError, OverflowError):  # not a number, or an int too large for a float
         return None
     return f if math.isfinite(f) else None
 
 
-def parse_scores(text: str | None, lo: float = 1.0, hi: float = 5.0) -> Parsed:
-    """{"adherence": x, "aesthetics": y} with x, y in [lo, hi]. Reasons: empty, no_json,
-    truncated_json, missing_field, non_numeric_score, out_of_range_score."""
-    p = extract_json(text, dict)
+def parse_scores(text: str | None, lo: float = 1.0, hi: float = 5.0, max_chars: int = MAX_ANSWER_CHARS) -> Parsed:
+    """{"adherence": x, "aesthetics": y} with x, y in [lo, hi]. Reasons: those of extract_json,
+    missing_field, non_numeric_score, out_of_range_score."""
+    p = extract_json(text, dict, max_chars)
     if not p.ok:
         return p
     obj = {str(k).strip().lower(): v for k, v in p.value.items()}

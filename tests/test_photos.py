@@ -73,7 +73,7 @@ def test_stage_counts_every_file(folder):
     cfg = small_config(**{"sources.kind": "images", "sources.images": str(folder), "output.max_image_pixels": 200_000})
     stage = PhotoSourceStage(cfg)
     stage.setup()
-    sources, tally, cost = stage.process(list(photo_tasks(str(folder))))
+    sources, tally, cost = stage.process(list(photo_tasks(str(folder), cfg.task)))
     assert tally.n_in == 9 and tally.kept == 4 and dict(tally.dropped) == EXPECTED_DROPS and tally.balanced()
     assert dict(tally.notes) == {"converted_from_p": 1, "converted_from_rgba": 1, "converted_from_cmyk": 1}
     ok = [s for s in sources if s.gate is None]
@@ -87,7 +87,7 @@ def test_parquet_dataset_source(tmp_path):
     rows = [{"image": {"bytes": _png(_photo(i)), "path": None}, "caption": f"c{i}", "instructions": ["Remove the red square."]}
             for i in range(3)] + [{"image": {"bytes": b"junk", "path": None}, "caption": "bad", "instructions": ["x"]}]  # fmt: skip
     pq.write_table(pa.Table.from_pylist(rows), d / "train-00000.parquet", row_group_size=2)
-    tasks = list(photo_tasks(str(tmp_path / "ds")))
+    tasks = list(photo_tasks(str(tmp_path / "ds"), small_config().task))
     assert [t[0].prompt for t in tasks] == ["c0", "c1", "c2", "bad"]
     stage = PhotoSourceStage(small_config())
     sources, tally, _ = stage.process(tasks)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from nhr_ray.redact import redact
 from nhr_ray.roles import Answer, BackendContext, BackendOptions, BackendUnavailable
 
 
@@ -155,9 +156,11 @@ class CallTimer:
         return answers
 
 
-def error_text(e: BaseException) -> str:
+def error_text(e: BaseException, secrets: list[str] | None = None) -> str:
+    """One line naming the exception, keys scrubbed (nhr_ray.redact) before it is cut to 500 chars.
+    `secrets`: key values the backend holds that the environment's key variables may not name."""
     msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {msg}"[:500]
+    return (redact(f"{type(e).__name__}: {msg}", secrets) or "")[:500]
 
 
 def apply_speedups(pipe, *, fuse_qkv: bool, compile: bool, attention_backend: str | None) -> None:

@@ -92,7 +92,7 @@ class OpenAIServerJudge(VisionJudge):
         try:
             resp = self.client.chat.completions.create(**kw)
         except Exception as e:  # noqa: BLE001  (HTTP and API errors are this item's error)
-            return Answer(error=error_text(e), usage={"api_calls": 1.0})
+            return Answer(error=error_text(e, [self.client.api_key]), usage={"api_calls": 1.0})
         ans = Answer(usage={"api_calls": 1.0})
         if not resp.choices:
             ans.error = "endpoint returned no choices"

@@ -1,11 +1,18 @@
 """The dataset card (README.md) written next to an export: what the data is, how it was mined
-(funnel, config, versions) and what it holds (category and kind mix)."""
+(funnel, config, versions) and what it holds (category and kind mix).
+
+Values in its tables come from the run's data and config: every cell is escaped for Markdown and
+HTML (one line, pipes and brackets escaped, < > & as entities), so a value can neither break a table
+nor add markup; categories outside the known set are counted together as `unknown`."""
 
 from __future__ import annotations
 
+import html
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from nhr_ray.config import KNOWN_CATEGORIES
 from nhr_ray.products.hf import card_header
 
 WHAT = {
@@ -18,9 +25,25 @@ WHAT = {
 }  # fmt: skip
 
 
+def cell(v: Any) -> str:
+    """One Markdown table cell: one line, no markup. Backslashes first, so none can escape ours."""
+    s = html.escape(" ".join(("" if v is None else str(v)).split()), quote=False)
+    for ch in "\\|[]`":
+        s = s.replace(ch, "\\" + ch)
+    return s
+
+
 def _table(rows: list[list[Any]], head: list[str]) -> list[str]:
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return out + ["| " + " | ".join("" if v is None else str(v) for v in r) + " |" for r in rows]
+    out = ["| " + " | ".join(cell(h) for h in head) + " |", "|" + "---|" * len(head)]
+    return out + ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+
+
+def known_categories(counts: dict[str, int]) -> dict[str, int]:
+    """Row counts by category, those outside KNOWN_CATEGORIES summed as 'unknown'."""
+    out: Counter = Counter()
+    for k, n in counts.items():
+        out[k if k in KNOWN_CATEGORIES else "unknown"] += n
+    return dict(out)
 
 
 def write_card(run, out: Path, fmt: str, summary: dict[str, Any]) -> Path:
@@ -31,7 +54,8 @@ def write_card(run, out: Path, fmt: str, summary: dict[str, Any]) -> Path:
               " (or one subset's folder); image columns decode as `Image` features.", ""]  # fmt: skip
     lines += ["## Contents", ""] + _table([[s, n] for s, n in sorted(summary["subsets"].items())], ["subset", "rows"]) + [""]
     if summary.get("categories"):
-        lines += ["### Category mix", ""] + _table(sorted(summary["categories"].items(), key=lambda kv: -kv[1]), ["category", "rows"]) + [""]
+        cats = sorted(known_categories(summary["categories"]).items(), key=lambda kv: (-kv[1], kv[0]))
+        lines += ["### Category mix", ""] + _table(cats, ["category", "rows"]) + [""]
     if summary.get("kinds"):
         lines += ["### Kinds", ""] + _table(sorted(summary["kinds"].items()), ["kind", "rows"]) + [""]
     other = {k: v for k, v in summary.items() if k not in ("subsets", "categories", "kinds")}

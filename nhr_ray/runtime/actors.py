@@ -30,9 +30,11 @@ class StageActor:
 
     def __init__(self, stage_cls: type[Stage], config_json: str, role: str | None):
         from nhr_ray.config import RunConfig
+        from nhr_ray.redact import install_log_redaction
 
         self.config = RunConfig.model_validate_json(config_json)
         self.stage = stage_cls(self.config)
+        install_log_redaction(self.stage.redact)  # this actor's log records (SDKs' included) never carry a key
         self.role = role or "cpu"
         self.ready = False
         self.latency = None

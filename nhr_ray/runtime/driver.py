@@ -17,6 +17,7 @@ chain's results are never written, so nothing is lost silently and nothing compl
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import logging
 import time
@@ -30,7 +31,9 @@ from nhr_ray.io.rows import source_row
 from nhr_ray.io.shards import ATTEMPTS_SCHEMA, SOURCES_SCHEMA, ShardWriter, iter_rows
 from nhr_ray.io.store import Store
 from nhr_ray.records import Instruction, Scene, Source, Verdict, geometric_score
+from nhr_ray.redact import Redactor, install_log_redaction
 from nhr_ray.runtime.actors import Pool, Starter
+from nhr_ray.runtime.admission import SourceAdmission, batch_estimate
 from nhr_ray.runtime.autosize import Sizer, initial_counts
 from nhr_ray.runtime.elastic import Elastic
 from nhr_ray.runtime.funnel import Funnel
@@ -93,6 +96,8 @@ class Miner:
     def __init__(self, cfg, store: Store, run_name: str = "nhr"):
         self.cfg = cfg
         self.store = store
+        self.redact = Redactor(cfg)
+        install_log_redaction(self.redact)  # the driver's log records never carry a key
         self.funnel = Funnel()
         self.usage = Usage()
         self.run_name = run_name
@@ -105,6 +110,7 @@ class Miner:
         self.sizer: Sizer | Elastic | None = None  # whatever changes pool sizes during the run
         self.locality = {"cross_node_bytes": 0, "attempts": 0}
         self.src_bytes: dict[str, int] = {}
+        self.pinned_bytes = 0  # sum of src_bytes: source images the driver keeps in the object store
         self.n_chains = 0
         self.restored, self.known = False, set()  # resumed from the scheduler's checkpoint; sources it holds
         self.held: collections.deque = collections.deque()  # drawn jobs waiting for an editor (tail split)
@@ -152,6 +158,9 @@ class Miner:
         )
         # jobs per pair as the policy sets them (per_category_m), so source images are let go in time
         self._attempts_for = make_policy(s.policy, s.policy_options, [], cfg.edit.attempts_per_instruction, s.unit).attempts_for
+        # sources are made only while the pinned ones (and their jobs) stay within the limits
+        self.admission = SourceAdmission(cfg.sources.max_pinned_bytes, cfg.sources.max_pending_jobs,
+                                         batch_estimate(cfg, self._attempts_for, lambda: self.admission.largest))
         # the reserved clock: GPUs this pipeline's actors hold, from their creation (t0, on this
         # node's monotonic clock, which the scheduler pinned here shares), not from whenever the
         # scheduler's own process gets to the call
@@ -178,7 +187,7 @@ class Miner:
                 for k, err in p.setup_errors.items():
                     if k < self._initial[r] and p.live[k]:  # not one retired (and killed) while it loaded
                         cause = getattr(err, "cause", None) or err
-                        first = (str(cause).strip().splitlines() or [""])[0][:300]
+                        first = (self.redact(str(cause)).strip().splitlines() or [""])[0][:300]
                         raise RuntimeError(f"roles.{r}: an actor failed to start: {type(cause).__name__}: {first}") from err
             if all(p.ready[k] or not p.live[k] for r, p in self.pools.items() for k in range(self._initial[r])):
                 self._all_up = True
@@ -298,7 +307,7 @@ class Miner:
         if cfg.sources.kind == "images":  # real photos: no design step, one source task per photo
             from nhr_ray.stages.photos import photo_tasks
 
-            source_queue.extend(x for x in photo_tasks(cfg.sources.images) if f"{x[0].scene_id}.n00" not in done_sources)
+            source_queue.extend(x for x in photo_tasks(cfg.sources.images, cfg.task) if f"{x[0].scene_id}.n00" not in done_sources)
             next_request = max_requests
 
         def advance_scenes() -> None:
@@ -334,9 +343,15 @@ class Miner:
                     inflight[ref] = ("design", (i, next_request))
                 next_request += 1
             # 2. sources first (cheap, and they feed the queue), chained into the gate
+            # (paused while the pinned sources or the jobs not yet drawn pass sources.max_pinned_bytes /
+            # max_pending_jobs: runtime/admission.py)
             while source_queue and not exhausted and self.pools["t2i"].capacity(per_actor["t2i"]) > 0 \
                     and self.pools["gate"].capacity(per_actor["gate"]) > 0:
-                batch = [source_queue.popleft() for _ in range(min(cfg.sources.batch_size, len(source_queue)))]
+                batch = list(itertools.islice(source_queue, cfg.sources.batch_size))
+                if not self.admission.allow(batch, self.pinned_bytes, pending_jobs, bool(pending_jobs or self.n_chains or self.held)):
+                    break
+                for _ in batch:
+                    source_queue.popleft()
                 self._submit_sources(batch, inflight)
             # 3. edit chains: editor -> prefilter -> low-level (CPU) -> validator
             # editors take their next batch as soon as their part of a chain is done; chains waiting
@@ -408,7 +423,8 @@ class Miner:
                 "pools": {r: {"actors_started": len(p.actors), "gpus_per_actor": p.gpus_per_actor}
                           for r, p in self.pools.items()},
                 "rebalancing": self.sizer.events if self.sizer else [],
-                "locality": dict(self.locality), "timeline": dict(self.timeline)}
+                "locality": dict(self.locality), "timeline": dict(self.timeline),
+                "source_memory": self.admission.report()}
 
     def _waiting(self, source_queue, pending_jobs: int, stats: dict) -> dict[str, float]:
         """Batches of work waiting per role, not yet on any of its actors (what elastic pools follow).
@@ -418,7 +434,7 @@ class Miner:
         if stats.get("budget_gpu_hours") is not None and stats.get("job_cost_estimate_s"):
             left_s = (stats["budget_gpu_hours"] - stats.get("committed_gpu_hours", 0.0)) * 3600.0
             jobs = min(jobs, max(0.0, left_s) / stats["job_cost_estimate_s"])
-        src = len(source_queue) / cfg.sources.batch_size
+        src = 0.0 if self.admission.paused else len(source_queue) / cfg.sources.batch_size  # paused on purpose
         past_editor = max(0, self.n_chains - sum(self.pools["editor"].load))  # chains at a judge or the CPU check
         return {"designer": 0.0, "t2i": src, "gate": src, "editor": jobs / cfg.scheduler.batch_size,
                 "prefilter": past_editor, "validator": past_editor}
@@ -446,7 +462,8 @@ class Miner:
     def _submit_sources(self, batch, inflight) -> None:
         i, t2i_ref = self.pools["t2i"].call("process", batch)
         j, ref = self.pools["gate"].call("process_then", t2i_ref)
-        inflight[ref] = ("sources", {"batch": batch, "actors": [("t2i", i), ("gate", j)]})
+        inflight[ref] = ("sources", {"batch": batch, "actors": [("t2i", i), ("gate", j)],
+                                     "reserved": self.admission.reserve(batch, self.pinned_bytes)})
 
     def _submit_chain(self, jobs, inflight) -> None:
         srcs = {j.source_id: self.source_refs[j.source_id] for j in jobs}
@@ -515,11 +532,15 @@ class Miner:
 
     def _admit(self, s: Source) -> None:
         self.source_refs[s.source_id] = ray.put(s)
-        self.src_bytes[s.source_id] = s.image.nbytes if s.image is not None else 0
+        nbytes = s.image.nbytes if s.image is not None else 0
+        self.pinned_bytes += nbytes - self.src_bytes.get(s.source_id, 0)
+        self.src_bytes[s.source_id] = nbytes
+        self.admission.pinned(self.pinned_bytes, nbytes)
         self.jobs_left[s.source_id] += sum(self._attempts_for(i.category) for i in s.instructions)
 
     def _on_sources(self, ref, extra, inflight) -> int:
         self._release(extra)
+        self.admission.release(extra["reserved"])
         try:
             (sources, t_src, c_src), (sources, t_gate, c_gate) = ray.get(ref)
         except Exception as e:
@@ -611,7 +632,7 @@ class Miner:
         if self.jobs_left[sid] <= 0 and sid in self.source_refs:
             del self.source_refs[sid]
             del self.jobs_left[sid]
-            self.src_bytes.pop(sid, None)
+            self.pinned_bytes -= self.src_bytes.pop(sid, 0)
 
 
 def tail_chunks(jobs: list, pending_jobs: int, editors: int) -> list[list]:

@@ -168,6 +168,7 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
         "pools": mined["pools"],
         "rebalancing": mined["rebalancing"],
         "locality": mined["locality"],
+        "source_memory": mined["source_memory"],
         "triplets": counts,
     }
     store.write_json("manifest.json", manifest)  # written last: its presence marks a complete run

@@ -7,8 +7,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from nhr_ray.parsing import writable
 from nhr_ray.records import Verdict
-from nhr_ray.roles import Backend, BackendContext, build_backend
+from nhr_ray.redact import Redactor, redact
+from nhr_ray.roles import Answer, Backend, BackendContext, build_backend
 
 
 @dataclass
@@ -79,6 +81,7 @@ class Stage:
         self._backend_options = role_options or {}
         self._num_gpus = num_gpus
         self.device: str | None = None  # "<node id>/<GPU ids>", set by the actor hosting this stage
+        self.redact = Redactor(config)  # the run's key variables: scrubbed from every answer and error
 
     def setup(self) -> None:
         if self.role and self.backend is None:
@@ -91,8 +94,9 @@ class Stage:
                 run_config=self.config,
                 device=self.device,
             )
-            self.backend = build_backend(self.role, self._backend_name or rc.backend, self._backend_options or rc.options, ctx)
-            self.backend.setup()
+            backend = build_backend(self.role, self._backend_name or rc.backend, self._backend_options or rc.options, ctx)
+            backend.setup()
+            self.backend = Redacting(backend, self.redact)
 
     def teardown(self) -> None:
         if self.backend is not None:
@@ -100,5 +104,37 @@ class Stage:
             self.backend = None
 
 
+class Redacting:
+    """A stage's backend, its answers scrubbed by the run's redactor (text, error and meta) before
+    the stage sees them: no key a backend saw reaches a verdict, a row, a report or a log."""
+
+    def __init__(self, backend: Backend, redactor: Redactor):
+        self.inner, self._redact = backend, redactor
+
+    def __getattr__(self, name: str):
+        if name == "inner":  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def _clean(self, answers: list[Answer]) -> list[Answer]:
+        for a in answers:
+            a.text, a.error, a.meta = self._redact(a.text), self._redact(a.error), self._redact.value(a.meta)
+        return answers
+
+    def ask(self, requests):
+        return self._clean(self.inner.ask(requests))
+
+    def complete(self, requests):
+        return self._clean(self.inner.complete(requests))
+
+    def generate(self, requests):
+        return self._clean(self.inner.generate(requests))
+
+    def edit(self, requests):
+        return self._clean(self.inner.edit(requests))
+
+
 def error_verdict(stage: str, error: str, raw: str = "") -> Verdict:
-    return Verdict(stage=stage, keep=False, reason=f"error:{error.split(':')[0][:60]}", raw=raw or error[:500], failed=True)
+    """A failed item's verdict; the error and raw text pass the redactor (as every error text does)."""
+    error = writable(redact(error) or "")
+    return Verdict(stage=stage, keep=False, reason=f"error:{error.split(':')[0][:60]}", raw=writable(redact(raw or error[:500])), failed=True)

@@ -27,7 +27,7 @@ class ConsistencyStage(Stage):
         out, usage = {}, []
         for t, ans in zip(inverses, self.backend.ask(reqs) if reqs else []):
             usage.append(ans.usage)
-            out[t["sample_id"]] = score_verdict(self.name, ans, cfg.min_adherence, cfg.min_aesthetics)
+            out[t["sample_id"]] = score_verdict(self.name, ans, cfg.min_adherence, cfg.min_aesthetics, self.config.answers.max_chars)
         return out, usage
 
 

@@ -4,8 +4,9 @@ parse, validate, repair what can be repaired (counted as notes) or drop (counted
 from __future__ import annotations
 
 import re
+from collections import Counter
 
-from nhr_ray.parsing import extract_json
+from nhr_ray.parsing import clean_text, extract_json
 from nhr_ray.prompts import render
 from nhr_ray.records import Instruction, Scene
 from nhr_ray.roles import TextRequest
@@ -63,24 +64,48 @@ class DesignStage(Stage):
         tally, scenes, usage = Tally(self.name), [], []
         for idx, ans in zip(request_indices, answers):
             usage.append(ans.usage)
-            s, t = parse_scenes(ans.text, ans.error, idx, self.config.task)
+            s, t = parse_scenes(ans.text, ans.error, idx, self.config.task, self.config.answers.max_design_chars)
             scenes.extend(s)
             tally.merge(t)
         return scenes, tally, usage
 
 
-def _clean_text(s: str) -> str:
-    return " ".join(s.split())
+def clean_instructions(edits: list, task, notes: Counter) -> list[tuple[int, str]]:
+    """A scene's instructions under the task's rules (the designer's, and photo captions' too): text
+    only, one line each, at most task.max_instruction_chars, no duplicates, at most
+    task.max_instructions_per_scene; the rest are counted in `notes` and not read.
+    -> (index in `edits`, clean text) of each kept one."""
+    clean: list[tuple[int, str]] = []
+    seen: set[str] = set()
+    for k, e in enumerate(edits):
+        if len(clean) >= task.max_instructions_per_scene:
+            notes["instructions_over_limit"] += len(edits) - k
+            break
+        if not isinstance(e, str) or not e.strip():
+            notes["instruction_not_text"] += 1
+            continue
+        c = clean_text(e)
+        if c != e.strip():
+            notes["instruction_whitespace_repaired"] += 1
+        if len(c) > task.max_instruction_chars:
+            notes["instruction_too_long"] += 1
+        elif c in seen:
+            notes["instruction_duplicate"] += 1
+        else:
+            seen.add(c)
+            clean.append((k, c))
+    return clean
 
 
-def parse_scenes(text: str | None, error: str | None, request_index: int, task) -> tuple[list[Scene], Tally]:
+def parse_scenes(text: str | None, error: str | None, request_index: int, task,
+                 max_chars: int = 1_000_000) -> tuple[list[Scene], Tally]:  # fmt: skip
     expected = task.items_per_request
     tally = Tally("design")
     if error:
         tally.n_in += expected
         tally.failed[f"error:{error[:60]}"] += expected
         return [], tally
-    parsed = extract_json(text, list)
+    parsed = extract_json(text, list, max_chars)
     if not parsed.ok:
         tally.drop(f"response_{parsed.reason}", expected)
         return [], tally
@@ -99,7 +124,7 @@ def parse_scenes(text: str | None, error: str | None, request_index: int, task) 
         if not isinstance(prompt, str) or not prompt.strip():
             tally.drop("missing_prompt")
             continue
-        prompt = _clean_text(prompt)
+        prompt = clean_text(prompt)
         if len(prompt) > task.max_prompt_chars:
             tally.drop("prompt_too_long")
             continue
@@ -110,24 +135,7 @@ def parse_scenes(text: str | None, error: str | None, request_index: int, task) 
         if not isinstance(edits, list):
             tally.drop("missing_edits")
             continue
-        clean: list[str] = []
-        for e in edits:
-            if not isinstance(e, str) or not e.strip():
-                tally.notes["instruction_not_text"] += 1
-                continue
-            c = _clean_text(e)
-            if c != e.strip():
-                tally.notes["instruction_whitespace_repaired"] += 1
-            if len(c) > task.max_instruction_chars:
-                tally.notes["instruction_too_long"] += 1
-                continue
-            if c in clean:
-                tally.notes["instruction_duplicate"] += 1
-                continue
-            clean.append(c)
-        if len(clean) > task.max_instructions_per_scene:
-            tally.notes["instructions_over_limit"] += len(clean) - task.max_instructions_per_scene
-            clean = clean[: task.max_instructions_per_scene]
+        clean = [c for _, c in clean_instructions(edits, task, tally.notes)]
         if not clean:
             tally.drop("no_valid_edits")
             continue

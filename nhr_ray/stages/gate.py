@@ -3,7 +3,7 @@ look plausible? 'No', or an answer that is not a clear yes/no, drops the seed (c
 
 from __future__ import annotations
 
-from nhr_ray.parsing import parse_yes_no
+from nhr_ray.parsing import parse_yes_no, raw_text
 from nhr_ray.prompts import render
 from nhr_ray.records import Source, Verdict
 from nhr_ray.roles import VLMRequest
@@ -28,17 +28,18 @@ class GateStage(Stage):
             for s in live
         ]
         answers = self.backend.ask(reqs) if reqs else []
+        cap = self.config.answers.max_chars
         for s, ans in zip(live, answers):
             cost += ans.gpu_seconds
             s.gpu_seconds += ans.gpu_seconds
             if ans.error:
-                v = error_verdict(self.name, ans.error, ans.text or "")
+                v = error_verdict(self.name, ans.error, raw_text(ans.text, cap))
             else:
-                p = parse_yes_no(ans.text)
+                p = parse_yes_no(ans.text, cap)
                 if not p.ok:
-                    v = Verdict(self.name, False, p.reason, raw=ans.text or "")
+                    v = Verdict(self.name, False, p.reason, raw=raw_text(ans.text, cap))
                 else:
-                    v = Verdict(self.name, p.value, "ok" if p.value else "implausible", raw=ans.text or "")
+                    v = Verdict(self.name, p.value, "ok" if p.value else "implausible", raw=raw_text(ans.text, cap))
             s.gate = v
             tally.add(v)
         return sources, tally, cost

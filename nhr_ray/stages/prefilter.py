@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from nhr_ray.parsing import SCORES_SCHEMA, parse_yes_no
+from nhr_ray.parsing import SCORES_SCHEMA, parse_yes_no, raw_text
 from nhr_ray.prompts import render
 from nhr_ray.records import Attempt, Source, Verdict
 from nhr_ray.roles import VLMRequest
@@ -48,24 +48,25 @@ class PrefilterStage(Stage):
             if cfg.check_aesthetics:
                 got["aesthetics"] = next(answers)
             a.gpu_seconds[self.name] = sum(x.gpu_seconds for x in got.values())
-            v = decide(got, cfg)
+            v = decide(got, cfg, self.config.answers.max_chars)
             a.verdicts.append(v)
             tally.add(v)
         return attempts, tally
 
 
-def decide(got: dict, cfg) -> Verdict:
+def decide(got: dict, cfg, max_chars: int) -> Verdict:
     """Scores first (both thresholds), then each yes/no question; the first failure names the drop."""
-    raw = json.dumps({k: ans.text for k, ans in got.items()}, ensure_ascii=False)
+    raw = json.dumps({k: ans.text if ans.text is None else raw_text(ans.text, max_chars) for k, ans in got.items()},
+                     ensure_ascii=False)  # fmt: skip
     for k, ans in got.items():
         if ans.error:
             return error_verdict("prefilter", f"{k}:{ans.error}", raw)
-    v = score_verdict("prefilter", got["edit_scores"], cfg.min_adherence, cfg.min_aesthetics)
+    v = score_verdict("prefilter", got["edit_scores"], cfg.min_adherence, cfg.min_aesthetics, max_chars)
     v.raw = raw
     for question, no_reason in (("unwanted_change", "unwanted_change_or_vague"), ("aesthetics", "not_aesthetic")):
         if not v.keep or question not in got:
             continue
-        p = parse_yes_no(got[question].text)
+        p = parse_yes_no(got[question].text, max_chars)
         if not p.ok:
             v.keep, v.reason = False, f"{question}_{p.reason}"
         elif not p.value:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from nhr_ray.backends.api.redact import redact
+from nhr_ray.redact import redact
 from nhr_ray.parsing import SCENES_SCHEMA
 from nhr_ray.roles import BackendUnavailable, TextRequest, backend_class
 from nhr_ray.testing.fake_api import FakeAPIServer

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable
 
-from nhr_ray.backends.api.redact import redact
+from nhr_ray.redact import redact
 from nhr_ray.roles import Answer
 
 # Named outcomes an API item can end with (besides None = answered).
