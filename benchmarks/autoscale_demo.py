@@ -4,7 +4,8 @@ and go when its pools shrink, on one machine, with no cloud account.
     python benchmarks/autoscale_demo.py            # ~2 min; the last line is JSON
 
 What it does, as a user would on a real cluster:
-1. starts a head (no GPUs) with RAY_FAKE_CLUSTER=1 and an autoscaling config whose only worker type is
+1. starts a head (no GPUs, token authentication on: nhr_ray/testing/local_head.py) with
+   RAY_FAKE_CLUSTER=1 and an autoscaling config whose only worker type is
    a "4 x GPU" node, min 0, max 3, idle timeout a few seconds (fake nodes are raylets on this host,
    their GPUs are declared, not real: the simulation never touches them);
 2. submits a simulation run with `ray job submit` (the repo on PYTHONPATH) with elastic pools
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import tempfile
@@ -122,7 +124,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout-s", type=float, default=240.0)
     args = ap.parse_args(argv)
 
-    import ray
     tmp = Path(tempfile.mkdtemp(prefix="nhras", dir="/tmp"))
     gcs_port = free_port()
     cfg_path = tmp / "autoscaling.yaml"
@@ -142,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         env={"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"},
     )  # fmt: skip
     (tmp / "ray").mkdir()
+    # The head runs with token authentication (local_head.py); this process samples its nodes as a
+    # second driver, with the head's token.
+    os.environ.pop("RAY_ADDRESS", None)
+    head.authenticate_this_process()
+    import ray
+
     sampler = NodeSampler()
     t_start = time.monotonic()
     with head:

@@ -124,7 +124,10 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     started_at = dt.datetime.now(dt.timezone.utc)
     t0 = time.monotonic()
     run_name = f"nhr-{uuid.uuid4().hex[:8]}"
-    started_ray = connect(cfg)
+    try:
+        started_ray = connect(cfg)
+    except RuntimeError as e:  # e.g. a Ray token file others can read
+        raise RunError(str(e)) from None
     miner = None
     try:
         check_capacity(cfg)

@@ -1,6 +1,13 @@
 """A real Ray head on this machine, started with `ray start --head --block` and stopped by SIGTERM to
 that one process: for tests and demos that go through `ray job submit` as a user would.
 
+Ray binds the head's GCS, raylet, object manager, workers, agents and client server to every
+interface of the host, so the head runs with Ray's token authentication: a fresh random token per
+head, handed to the processes this class starts (`ray start`, `ray job submit`, the HTTP calls
+below) through RAY_AUTH_MODE and RAY_AUTH_TOKEN; `auth_env()` gives it to any other process that
+should reach the head (a driver's `ray.init`), `auth_headers()` to an HTTP client. The dashboard
+and job API listen on 127.0.0.1 only.
+
 Never `ray stop` here: it stops every Ray on the machine, including other people's. Every port the
 head opens by default at a fixed number (GCS 6379, client server 10001, dashboard 8265, dashboard
 agent 52365) gets a free one instead, so several heads can share a host.
@@ -10,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -55,6 +63,7 @@ class LocalHead:
     temp_dir: str = ""
     proc: subprocess.Popen | None = None
     log_path: str = ""
+    token: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
 
     @property
     def dashboard_url(self) -> str:
@@ -63,6 +72,31 @@ class LocalHead:
     @property
     def gcs_address(self) -> str:
         return f"{node_ip()}:{self.gcs_port}"
+
+    def auth_env(self) -> dict[str, str]:
+        """The environment a process needs to reach this head (Ray's CLI, `ray.init`, the job SDK)."""
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
+
+    def authenticate_this_process(self) -> None:
+        """Give this process the head's token, for `ray.init(address=head.gcs_address)` from it."""
+        from nhr_ray.runtime.cluster import reload_auth_settings
+
+        os.environ.update(self.auth_env())
+        reload_auth_settings()
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
+        env.update(self.auth_env())
+        return env
+
+    def get_json(self, path: str, timeout_s: float = 10.0):
+        """GET one job/state API path of this head, authenticated."""
+        req = urllib.request.Request(f"{self.dashboard_url}{path}", headers=self.auth_headers())
+        with urllib.request.urlopen(req, timeout=timeout_s) as r:
+            return json.loads(r.read())
 
     def start(self) -> "LocalHead":
         # short path: Ray's unix sockets live under it and socket paths are limited to ~107 bytes
@@ -82,9 +116,7 @@ class LocalHead:
             "--disable-usage-stats",
             *self.extra_args,
         ]  # fmt: skip
-        env = dict(os.environ)
-        env.pop("RAY_ADDRESS", None)
-        env.setdefault("RAY_AUTH_MODE", "disabled")
+        env = self._env()
         env.update(self.env)
         log = open(self.log_path, "w")
         # own session: a Ctrl-C in the terminal does not hit it; we stop exactly this process later
@@ -95,10 +127,9 @@ class LocalHead:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ray start exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                with urllib.request.urlopen(f"{self.dashboard_url}/api/version", timeout=2) as r:
-                    if r.status == 200 and json.loads(r.read()).get("ray_version"):
-                        return self
-            except OSError:
+                if self.get_json("/api/version", timeout_s=2).get("ray_version"):
+                    return self
+            except (OSError, ValueError):
                 pass
             time.sleep(0.5)
         self.stop()
@@ -150,13 +181,10 @@ class LocalHead:
         if runtime_env:
             cmd += ["--runtime-env-json", json.dumps(runtime_env)]
         cmd += [*(extra_args or []), "--", *entrypoint]
-        env = dict(os.environ)
-        env.pop("RAY_ADDRESS", None)
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=self._env())
 
     def job_status(self, submission_id: str) -> str:
-        with urllib.request.urlopen(f"{self.dashboard_url}/api/jobs/{submission_id}", timeout=10) as r:
-            return json.loads(r.read())["status"]
+        return self.get_json(f"/api/jobs/{submission_id}")["status"]
 
     def __enter__(self) -> "LocalHead":
         return self.start()
