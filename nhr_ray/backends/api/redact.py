@@ -1,8 +1,8 @@
 """Scrub API keys from any text that leaves a backend (errors, raw answers, metadata).
 
-Two layers: the actual key values found in the environment, and patterns that look like keys
-(OpenAI `sk-...`, Google `AIza...`, bearer tokens, `key=` query parameters, key headers), so a key
-that reached us some other way is still caught.
+Two layers: the actual key values found in the environment or the node's secrets file, and
+patterns that look like keys (OpenAI `sk-...`, Google `AIza...`, bearer tokens, `key=` query
+parameters, key headers), so a key that reached us some other way is still caught.
 """
 
 from __future__ import annotations
@@ -23,8 +23,12 @@ _PATTERNS = [
 
 
 def secret_values() -> list[str]:
-    """The key values set in this process's environment (only those long enough to be keys)."""
-    return [v for name in KEY_ENV_VARS if len(v := os.environ.get(name, "").strip()) >= 6]
+    """The key values set in this process's environment or the node's secrets file (only those
+    long enough to be keys)."""
+    from nhr_ray.secretfile import file_values
+
+    values = [os.environ.get(name, "").strip() for name in KEY_ENV_VARS] + file_values(KEY_ENV_VARS)
+    return [v for v in values if len(v) >= 6]
 
 
 def redact(text: object, secrets: list[str] | None = None) -> str | None:
