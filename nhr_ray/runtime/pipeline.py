@@ -19,6 +19,7 @@ from nhr_ray.io.store import Store
 from nhr_ray.runtime.driver import Miner
 from nhr_ray.runtime.finalize import finalize
 from nhr_ray.runtime.funnel import format_table
+from nhr_ray.runtime.ratelimit import close_spend_ledger, open_spend_ledger
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
         raise RunError(str(e)) from None
     miner = None
     try:
+        ledger = open_spend_ledger(cfg)  # noqa: F841  (held: an owned actor lives as long as a handle to it)
         check_capacity(cfg)
         miner = Miner(cfg, store, run_name)
         miner.start_pools()
@@ -146,6 +148,7 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     finally:
         if miner is not None:
             miner.shutdown()
+        close_spend_ledger(cfg)
         release_capacity(cfg)
         if started_ray:
             ray.shutdown()
