@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,14 +175,30 @@ class LocalHead:
 
     def submit(self, entrypoint: list[str], working_dir: str | None, runtime_env: dict | None = None,
                timeout_s: float = 300.0, extra_args: list[str] | None = None) -> subprocess.CompletedProcess:
-        """`ray job submit` (waits for the job, streams its logs into the result's stdout)."""
+        """`ray job submit` (waits for the job, streams its logs into the result's stdout). With a
+        `--submission-id` in extra_args, a submission the job API dropped before it created the
+        job (seen on a loaded machine while the head's agent starts) is sent again, twice at most."""
         cmd = [ray_bin(), "job", "submit", "--address", self.dashboard_url]
         if working_dir:
             cmd += ["--working-dir", working_dir]
         if runtime_env:
             cmd += ["--runtime-env-json", json.dumps(runtime_env)]
         cmd += [*(extra_args or []), "--", *entrypoint]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=self._env())
+        args = extra_args or []
+        sid = args[args.index("--submission-id") + 1] if "--submission-id" in args else None
+        for attempt in range(3):
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=self._env())
+            if r.returncode == 0 or sid is None or attempt == 2 or self._job_exists(sid):
+                return r
+            time.sleep(2.0)
+        return r
+
+    def _job_exists(self, submission_id: str) -> bool:
+        try:
+            self.get_json(f"/api/jobs/{submission_id}")
+            return True
+        except urllib.error.HTTPError as e:
+            return e.code != 404
 
     def job_status(self, submission_id: str) -> str:
         return self.get_json(f"/api/jobs/{submission_id}")["status"]
