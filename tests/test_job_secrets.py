@@ -19,6 +19,8 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -86,6 +88,12 @@ def test_keys_reach_the_job_from_the_nodes_secrets_file_and_never_its_metadata(t
             cli = subprocess.run([ray_bin(), "job", "list", "--address", head.dashboard_url], env=head._env(),
                                  capture_output=True, text=True, timeout=120)  # fmt: skip
             actors = head.get_json("/api/v0/actors?detail=1&limit=10000")["data"]["result"]["result"]
+            try:  # the job API itself: nothing without the head's token
+                urllib.request.urlopen(f"{head.dashboard_url}/api/jobs/{sid}", timeout=10)
+                anonymous = 200
+            except urllib.error.HTTPError as e:
+                anonymous = e.code
+    assert anonymous == 401
     assert status == "SUCCEEDED", (status, logs[-3000:])
     # the job read both keys: each server got its key, in the header the SDK sends it in
     assert oa.records and all(rec.headers["authorization"] == f"Bearer {OPENAI_KEY}" for rec in oa.records)
