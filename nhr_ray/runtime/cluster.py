@@ -27,10 +27,7 @@ def connect(cfg) -> bool:
     if address:
         ray.init(address=address, log_to_driver=True, runtime_env=env)
         return False
-    if local_auth():
-        reload_auth_settings()
-    ray.init(
-        address="local",
+    start_local(
         num_cpus=cfg.ray.local_num_cpus or max(os.cpu_count() or 1, 16),
         num_gpus=cfg.ray.local_num_gpus,
         include_dashboard=cfg.ray.include_dashboard,
@@ -40,6 +37,18 @@ def connect(cfg) -> bool:
         runtime_env=env,
     )
     return True
+
+
+def start_local(**init_kwargs) -> None:
+    """`ray.init(address="local", ...)`: a private local cluster, with token authentication."""
+    use_token_auth()
+    ray.init(address="local", **init_kwargs)
+
+
+def use_token_auth() -> None:
+    """Token authentication for the clusters this process starts (local_auth), in effect at once."""
+    if local_auth():
+        reload_auth_settings()
 
 
 def local_auth() -> bool:
