@@ -5,8 +5,8 @@ Ray binds the head's GCS, raylet, object manager, workers, agents and client ser
 interface of the host, so the head runs with Ray's token authentication: a fresh random token per
 head, handed to the processes this class starts (`ray start`, `ray job submit`, the HTTP calls
 below) through RAY_AUTH_MODE and RAY_AUTH_TOKEN; `auth_env()` gives it to any other process that
-should reach the head (a driver's `ray.init`), `auth_headers()` to an HTTP client. The dashboard
-and job API listen on 127.0.0.1 only.
+should reach the head (a driver started with it can `ray.init(address=head.gcs_address)`),
+`auth_headers()` to an HTTP client. The dashboard and job API listen on 127.0.0.1 only.
 
 Never `ray stop` here: it stops every Ray on the machine, including other people's. Every port the
 head opens by default at a fixed number (GCS 6379, client server 10001, dashboard 8265, dashboard
@@ -77,13 +77,6 @@ class LocalHead:
     def auth_env(self) -> dict[str, str]:
         """The environment a process needs to reach this head (Ray's CLI, `ray.init`, the job SDK)."""
         return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
-
-    def authenticate_this_process(self) -> None:
-        """Give this process the head's token, for `ray.init(address=head.gcs_address)` from it."""
-        from nhr_ray.runtime.cluster import reload_auth_settings
-
-        os.environ.update(self.auth_env())
-        reload_auth_settings()
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
