@@ -73,7 +73,7 @@ def test_keys_reach_the_job_from_the_nodes_secrets_file_and_never_its_metadata(t
         entry += [a for s in sets for a in ("--set", s)]
         with LocalHead(num_cpus=4, num_gpus=8, env={"NHR_SECRETS_FILE": str(keys)}) as head:
             r = head.submit(entry, working_dir=None, extra_args=["--submission-id", sid, "--no-wait"], timeout_s=120)
-            assert r.returncode == 0, r.stderr[-2000:]
+            assert r.returncode == 0, (r.stderr[-2000:], head.log_tail())
             leaks, status, deadline = [], "PENDING", time.monotonic() + 300
             while status in ("PENDING", "RUNNING") and time.monotonic() < deadline:
                 leaks += scan_processes(needles)  # while the job's driver and actors are alive

@@ -93,6 +93,18 @@ class LocalHead:
             return json.loads(r.read())
 
     def start(self) -> "LocalHead":
+        """Start the head; once more if `ray start` gave up waiting for its own raylet to register
+        (a fixed 30 s inside Ray, which a loaded machine can exceed)."""
+        try:
+            return self._start_once()
+        except RuntimeError as e:
+            if "timed out during startup" not in str(e):
+                raise
+        self._stop_leftovers()  # what the first try left running, then the same ports again
+        time.sleep(2.0)
+        return self._start_once()
+
+    def _start_once(self) -> "LocalHead":
         # short path: Ray's unix sockets live under it and socket paths are limited to ~107 bytes
         self.temp_dir = self.temp_dir or tempfile.mkdtemp(prefix="nhrh", dir="/tmp")
         self.log_path = os.path.join(self.temp_dir, "ray-start.log")
@@ -120,8 +132,8 @@ class LocalHead:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ray start exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if self.get_json("/api/version", timeout_s=2).get("ray_version"):
+            try:  # the dashboard can answer before `ray start` has its node up (or gives up on it)
+                if "Ray runtime started" in self.log_tail(100_000) and self.get_json("/api/version", timeout_s=2).get("ray_version"):
                     return self
             except (OSError, ValueError):
                 pass
@@ -192,6 +204,8 @@ class LocalHead:
             return True
         except urllib.error.HTTPError as e:
             return e.code != 404
+        except OSError:  # the job API is gone: nothing to send again to
+            return True
 
     def job_status(self, submission_id: str) -> str:
         return self.get_json(f"/api/jobs/{submission_id}")["status"]
