@@ -4,7 +4,8 @@ and go when its pools shrink, on one machine, with no cloud account.
     python benchmarks/autoscale_demo.py            # ~2 min; the last line is JSON
 
 What it does, as a user would on a real cluster:
-1. starts a head (no GPUs) with RAY_FAKE_CLUSTER=1 and an autoscaling config whose only worker type is
+1. starts a head (no GPUs, token authentication on: nhr_ray/testing/local_head.py) with
+   RAY_FAKE_CLUSTER=1 and an autoscaling config whose only worker type is
    a "4 x GPU" node, min 0, max 3, idle timeout a few seconds (fake nodes are raylets on this host,
    their GPUs are declared, not real: the simulation never touches them);
 2. submits a simulation run with `ray job submit` (the repo on PYTHONPATH) with elastic pools
@@ -15,8 +16,8 @@ What it does, as a user would on a real cluster:
    while the run goes on;
 4. at the tail the pools are let go and the request cleared; idle nodes are removed after
    `idle_timeout_minutes`.
-It samples `ray.nodes()` every half second and reports GPU worker nodes over time next to the run's
-own pool events (manifest.json "rebalancing").
+It samples the head's live nodes every half second (its state API, with the head's token) and reports
+GPU worker nodes over time next to the run's own pool events (manifest.json "rebalancing").
 """
 
 from __future__ import annotations
@@ -84,14 +85,17 @@ def autoscaling_config(gcs_address: str, idle_timeout_s: float, max_workers: int
 
 
 class NodeSampler(threading.Thread):
-    def __init__(self, interval_s: float = 0.5):
+    """Counts the head's live GPU nodes every interval_s through its state API (HTTP, with the head's
+    token): this process needs no Ray driver of its own."""
+
+    def __init__(self, head: LocalHead, interval_s: float = 0.5):
         super().__init__(daemon=True)
-        self.interval_s, self.samples, self.stop_flag, self.t0 = interval_s, [], threading.Event(), time.monotonic()
+        self.head, self.interval_s = head, interval_s
+        self.samples, self.stop_flag, self.t0 = [], threading.Event(), time.monotonic()
 
     def gpu_nodes(self) -> int:
-        import ray
-
-        return sum(1 for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU", 0) > 0)
+        nodes = self.head.get_json("/api/v0/nodes?detail=1&limit=10000")["data"]["result"]["result"]
+        return sum(1 for n in nodes if n.get("state") == "ALIVE" and (n.get("resources_total") or {}).get("GPU", 0) > 0)
 
     def run(self) -> None:
         while not self.stop_flag.is_set():
@@ -122,7 +126,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout-s", type=float, default=240.0)
     args = ap.parse_args(argv)
 
-    import ray
     tmp = Path(tempfile.mkdtemp(prefix="nhras", dir="/tmp"))
     gcs_port = free_port()
     cfg_path = tmp / "autoscaling.yaml"
@@ -142,12 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         env={"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"},
     )  # fmt: skip
     (tmp / "ray").mkdir()
-    sampler = NodeSampler()
+    sampler = NodeSampler(head)
     t_start = time.monotonic()
     with head:
-        ray.init(address=head.gcs_address, logging_level="ERROR", log_to_driver=False)
-        sampler.start()
         result["gpu_nodes_before"] = sampler.gpu_nodes()
+        sampler.start()
         t_submit = sampler.now()
         # Not --working-dir here: fake nodes share this host's session folder, and their runtime-env
         # agents unpack the uploaded package into the same place, one deleting what another's
@@ -160,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         result["job_seconds"] = round(t_done - t_submit, 1)
         t_zero = sampler.wait_for(lambda n: n == 0, args.idle_timeout_s + 90)
         result["scale_down_s_after_job"] = None if t_zero is None else round(t_zero - t_done, 1)
-        result["gpu_nodes_after"] = sampler.gpu_nodes()
         sampler.stop_flag.set()
-        ray.shutdown()
+        sampler.join(timeout=30)
+        result["gpu_nodes_after"] = sampler.samples[-1][1] if sampler.samples else None
         if not result["job_ok"]:
             print(r.stdout[-3000:], r.stderr[-3000:], file=sys.stderr)
     manifest = out / "manifest.json"

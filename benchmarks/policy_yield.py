@@ -22,16 +22,15 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-import ray
 
 from nhr_ray.config import CATEGORIES, load_config
+from nhr_ray.runtime.cluster import start_local
 from nhr_ray.runtime.pipeline import run
 
 POLICIES = {
@@ -94,8 +93,7 @@ def main() -> None:
     ap.add_argument("--adaptive", default="{}", help="JSON options merged into the adaptive policy's")
     args = ap.parse_args()
     POLICIES["adaptive"][2].update(json.loads(args.adaptive))
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(address="local", num_cpus=4, num_gpus=8, include_dashboard=False, log_to_driver=False)
+    start_local(num_cpus=4, num_gpus=8, include_dashboard=False, log_to_driver=False)  # token authentication on
     per: dict[str, list[dict]] = collections.defaultdict(list)
     with tempfile.TemporaryDirectory() as d:
         for seed in args.seeds:

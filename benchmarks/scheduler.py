@@ -132,10 +132,9 @@ def main() -> None:
     ap.add_argument("--no-actor", action="store_true")
     args = ap.parse_args()
     if not args.no_actor:
-        import ray
+        from nhr_ray.runtime.cluster import start_local  # token authentication on, as for a run
 
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        start_local(num_cpus=2, include_dashboard=False, log_to_driver=False)
     result = {"attempts_per_pair": M, "instructions_per_source": K, "sizes": {}}
     with tempfile.TemporaryDirectory() as d:
         for jobs in args.sizes:

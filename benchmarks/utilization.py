@@ -45,6 +45,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from nhr_ray.config import load_config
+from nhr_ray.runtime.cluster import use_token_auth
 from nhr_ray.runtime.driver import Miner
 from nhr_ray.runtime.finalize import finalize
 from nhr_ray.runtime.pipeline import open_output, preflight
@@ -178,7 +179,7 @@ def main() -> None:
     ap.add_argument("--max-starting", type=int, default=2, help="ray.max_starting_actors (every mode)")
     ap.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES), help="real-time runs (none: only the fast run)")
     args = ap.parse_args()
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    use_token_auth()  # the simulated nodes listen on this machine's address: token authentication on
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "num_gpus": 0})
     for _ in range(NODES):
         c.add_node(num_cpus=8, num_gpus=GPUS_PER_NODE)

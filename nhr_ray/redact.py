@@ -43,8 +43,12 @@ def key_env_names(config=None) -> tuple[str, ...]:
 
 
 def secret_values(names: tuple[str, ...] | list[str] = KEY_ENV_VARS) -> list[str]:
-    """The values of `names` set in this process's environment (only those long enough to be keys)."""
-    return [v for name in names if len(v := os.environ.get(name, "").strip()) >= MIN_SECRET_CHARS]
+    """The values of `names` set in this process's environment or the node's secrets file
+    (NHR_SECRETS_FILE), only those long enough to be keys."""
+    from nhr_ray.secretfile import file_values
+
+    values = [os.environ.get(name, "").strip() for name in names] + file_values(tuple(names))
+    return [v for v in values if len(v) >= MIN_SECRET_CHARS]
 
 
 def redact(text: object, secrets: list[str] | None = None) -> str | None:

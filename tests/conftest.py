@@ -3,6 +3,10 @@ import tempfile
 
 import pytest
 
+# The suite's own private clusters run without Ray's token authentication (fewer moving parts per
+# test; nothing else can reach a test cluster for long). Runs keep it on everywhere else
+# (runtime/cluster.py), and tests/test_ray_auth.py and tests/test_job_secrets.py clear this for the
+# processes they start, to check that a cluster takes no driver without its token.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.pop("RAY_ADDRESS", None)

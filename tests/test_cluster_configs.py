@@ -134,6 +134,28 @@ def test_pipeline_config_loads_and_fits_the_gpu_nodes():
     assert all(cfg.role(r).num_gpus == 0 for r in api_roles)
 
 
+def test_pipeline_config_caps_what_its_api_roles_can_spend():
+    """The hosted APIs are where a run spends money: the cluster config sets a spend limit and
+    cluster-wide rate limits, and every API role has a priced model and an output cap per call."""
+    from nhr_ray.config import load_config
+    from nhr_ray.roles import ROLE_KINDS, backend_class
+
+    cfg = load_config(CLUSTER / "pipeline-h100.yaml")
+    assert cfg.api.max_cost_usd is not None and 0 < cfg.api.max_cost_usd <= 1000
+    for provider in (cfg.api.openai, cfg.api.gemini):
+        assert provider.requests_per_minute and provider.tokens_per_minute
+    caps = {}
+    for role in ROLE_KINDS:
+        rc = cfg.role(role)
+        if rc.backend in ("openai", "gemini"):
+            opts = backend_class(role, rc.backend).Options.model_validate(rc.options)
+            assert cfg.api.price(opts.model or getattr(cfg.api, rc.backend).model) is not None, role
+            caps[role] = getattr(opts, "max_output_tokens", None) or getattr(opts, "max_completion_tokens", None)
+    assert set(caps) == {"designer", "validator", "inverter"} and all(caps.values()), caps
+    assert caps["validator"] <= 256  # a judge answers with two scores
+    assert cfg.role("inverter").options["thinking_budget"] == 0  # 2.5 Flash would think, billed as output
+
+
 def test_grafana_dashboard_queries_only_nhr_metrics():
     dash = json.loads((CLUSTER / "grafana-nhr-ray.json").read_text())
     panels = dash["panels"]

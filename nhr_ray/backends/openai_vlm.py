@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -14,6 +13,7 @@ import numpy as np
 from pydantic import Field
 
 from nhr_ray.backends._common import CallTimer, error_text, image_error, require
+from nhr_ray.backends.api.common import api_key
 from nhr_ray.roles import Answer, BackendOptions, BackendUnavailable, VisionJudge, VLMRequest
 
 
@@ -21,7 +21,8 @@ class OpenAIServerOptions(BackendOptions):
     base_url: str = Field("http://127.0.0.1:8000/v1", description="Endpoint root, ending in /v1.")
     model: str = Field("Qwen/Qwen2.5-VL-72B-Instruct", description="Model name the server serves (`--served-model-name`).")
     api_key_env: str | None = Field(
-        None, description="Environment variable with the API key; None: no key (local servers take any)."
+        None, description="Name of the API key: an environment variable, or a key of the node's secrets file "
+        "(NHR_SECRETS_FILE); None: no key (local servers take any)."
     )
     temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature.")
     max_tokens: int = Field(32, ge=1, description="Answer budget per request.")
@@ -54,14 +55,15 @@ class OpenAIServerJudge(VisionJudge):
     @classmethod
     def preflight(cls, options, context) -> None:
         require("openai", "pip install 'openai>=1.50'")
-        if options.api_key_env and not os.environ.get(options.api_key_env):
-            raise BackendUnavailable(f"environment variable {options.api_key_env} (the API key) is not set")
+        if options.api_key_env and not api_key((options.api_key_env,)):
+            raise BackendUnavailable(f"the API key {options.api_key_env} is set neither in the environment nor in the "
+                                     "node's secrets file (NHR_SECRETS_FILE)")
 
     def setup(self) -> None:
         from openai import OpenAI
 
         o = self.options
-        key = os.environ.get(o.api_key_env, "") if o.api_key_env else "EMPTY"
+        key = (api_key((o.api_key_env,)) or "") if o.api_key_env else "EMPTY"
         self.client = OpenAI(base_url=o.base_url, api_key=key, timeout=o.timeout_s, max_retries=o.max_retries)
         self.pool = ThreadPoolExecutor(max_workers=o.concurrency, thread_name_prefix="nhr-openai")
 

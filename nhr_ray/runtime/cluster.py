@@ -1,6 +1,12 @@
 """Joining or starting a Ray cluster. With RAY_ADDRESS set (as under `ray job submit`) or
 `ray.address` in the config, join that cluster; otherwise start a private local one that declares
-`ray.local_num_gpus` GPUs (fake ones on a laptop: the simulation never touches them)."""
+`ray.local_num_gpus` GPUs (fake ones on a laptop: the simulation never touches them).
+
+A local cluster listens on this machine's network address, not on 127.0.0.1 (Ray binds its GCS,
+raylet, object manager and workers to every interface and maps a loopback node address back to
+the host's), so it always runs with Ray's token authentication: a process that reaches the address
+but lacks the token cannot join it. Only an explicit RAY_AUTH_MODE=disabled in the environment
+turns that off (the test suite does, for its own private clusters), with a warning."""
 
 from __future__ import annotations
 
@@ -21,9 +27,7 @@ def connect(cfg) -> bool:
     if address:
         ray.init(address=address, log_to_driver=True, runtime_env=env)
         return False
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(
-        address="local",
+    start_local(
         num_cpus=cfg.ray.local_num_cpus or max(os.cpu_count() or 1, 16),
         num_gpus=cfg.ray.local_num_gpus,
         include_dashboard=cfg.ray.include_dashboard,
@@ -33,6 +37,66 @@ def connect(cfg) -> bool:
         runtime_env=env,
     )
     return True
+
+
+def start_local(**init_kwargs) -> None:
+    """`ray.init(address="local", ...)`: a private local cluster, with token authentication."""
+    use_token_auth()
+    ray.init(address="local", **init_kwargs)
+
+
+def use_token_auth() -> None:
+    """Token authentication for the clusters this process starts (local_auth), in effect at once."""
+    if local_auth():
+        reload_auth_settings()
+
+
+def local_auth() -> bool:
+    """Token authentication for a cluster this process starts, as Ray does for a new local
+    `ray.init()`, with the token Ray would use (RAY_AUTH_TOKEN, the file at RAY_AUTH_TOKEN_PATH,
+    else ~/.ray/auth_token). A missing default token file is created readable by its owner only
+    (Ray would create it with the umask's mode); a token file others can read is refused. Sets
+    RAY_AUTH_MODE=token in this process's environment (the cluster's processes inherit it) and
+    returns True; False only for an explicit RAY_AUTH_MODE=disabled."""
+    from nhr_ray.secretfile import SecretFileError, private_file
+
+    mode = os.environ.get("RAY_AUTH_MODE", "").strip().lower()
+    if mode == "disabled":
+        log.warning("RAY_AUTH_MODE=disabled: the local Ray cluster accepts any process that can reach this machine's "
+                    "address (its code runs with this run's environment and keys); unset it to use a token")
+        return False
+    if mode not in ("", "token"):
+        raise RuntimeError(f"RAY_AUTH_MODE={mode!r}: use 'token' (or leave it unset)")
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH", "").strip() or os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+    if not os.environ.get("RAY_AUTH_TOKEN_PATH") and not os.path.exists(path):
+        _write_private_token(path)
+        log.info("created a Ray authentication token in %s (readable by you only)", path)
+    try:
+        private_file(path, "Ray authentication token")
+    except SecretFileError as e:
+        raise RuntimeError(str(e)) from None
+    return True
+
+
+def reload_auth_settings() -> None:
+    """Ray reads RAY_AUTH_MODE and the token once per process and caches them: reload both after
+    changing them, as `ray.init` itself does when it turns token authentication on."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def _write_private_token(path: str) -> None:
+    from ray._private.authentication.authentication_token_generator import generate_new_authentication_token
+
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(generate_new_authentication_token())
 
 
 STREAMING_ROLES = ("designer", "t2i", "gate", "editor", "prefilter", "validator")

@@ -19,6 +19,7 @@ from nhr_ray.io.store import Store
 from nhr_ray.runtime.driver import Miner
 from nhr_ray.runtime.finalize import finalize
 from nhr_ray.runtime.funnel import format_table
+from nhr_ray.runtime.ratelimit import close_spend_ledger, open_spend_ledger
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +125,13 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     started_at = dt.datetime.now(dt.timezone.utc)
     t0 = time.monotonic()
     run_name = f"nhr-{uuid.uuid4().hex[:8]}"
-    started_ray = connect(cfg)
+    try:
+        started_ray = connect(cfg)
+    except RuntimeError as e:  # e.g. a Ray token file others can read
+        raise RunError(str(e)) from None
     miner = None
     try:
+        ledger = open_spend_ledger(cfg)  # noqa: F841  (held: an owned actor lives as long as a handle to it)
         check_capacity(cfg)
         miner = Miner(cfg, store, run_name)
         miner.start_pools()
@@ -143,6 +148,7 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     finally:
         if miner is not None:
             miner.shutdown()
+        close_spend_ledger(cfg)
         release_capacity(cfg)
         if started_ray:
             ray.shutdown()

@@ -10,17 +10,22 @@ booked from an estimate and settled with the real usage afterwards.
 with that name: a named, detached Ray actor in the `nhr_ray` namespace when Ray is initialised (so
 any actor of any role finds it, whoever created it, and it outlives the actor that did), else an
 in-process bucket. The spend budget rides on the same object: `reserve()` refuses once settled
-spend plus in-flight estimates reach `max_usd`.
+spend plus in-flight estimates reach `max_usd`. A provider's rate buckets are shared by every run
+of a cluster (quota is per provider account); a run's spend ledger is the run's own: its driver
+creates it (`open_spend_ledger`, owned by the driver, so it goes with a driver that is killed) and
+ends it when the run ends, failed or not (`close_spend_ledger`).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 NAMESPACE = "nhr_ray"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -166,9 +171,12 @@ def shared_limiter(
     tpm: float | None = None,
     max_usd: float | None = None,
     burst_s: float = 1.0,
+    owned: bool = False,
 ) -> LimiterClient:
     """A client to the bucket called `name`, created with these limits if it does not exist yet
-    (an existing one takes the given limits: every actor of a run reads the same config)."""
+    (an existing one takes the given limits: every actor of a run reads the same config). With
+    owned, a bucket this call creates lives only as long as the calling process's worker or driver;
+    otherwise it is detached and outlives its creator."""
     try:
         import ray
 
@@ -185,10 +193,50 @@ def shared_limiter(
         return LimiterClient(bucket=bucket, name=name)
     actor_cls = ray.remote(num_cpus=0, max_restarts=-1)(_BucketActor)
     actor = actor_cls.options(
-        name=f"ratelimit:{name}", namespace=NAMESPACE, get_if_exists=True, lifetime="detached"
+        name=f"ratelimit:{name}", namespace=NAMESPACE, get_if_exists=True, lifetime=None if owned else "detached"
     ).remote(rpm, tpm, max_usd, burst_s)
     actor.configure.remote(rpm, tpm, max_usd)
     return LimiterClient(actor=actor, name=name)
+
+
+def end_limiter(name: str) -> bool:
+    """End the bucket called `name` (its actor, or the in-process bucket); False if there was none."""
+    import ray
+
+    if not ray.is_initialized():
+        with _LOCAL_LOCK:
+            return _LOCAL.pop(name, None) is not None
+    try:
+        actor = ray.get_actor(f"ratelimit:{name}", namespace=NAMESPACE)
+    except ValueError:  # no such actor
+        return False
+    ray.kill(actor, no_restart=True)
+    return True
+
+
+def open_spend_ledger(cfg) -> LimiterClient | None:
+    """Create the run's spend ledger from the driver, before any actor asks for it, so that the
+    driver owns it; the caller holds the returned client for the run (Ray ends a named actor that
+    is not detached once its owner holds no handle to it). None without api.max_cost_usd."""
+    if cfg.api.max_cost_usd is None:
+        return None
+    from nhr_ray.backends.api.common import budget_scope
+
+    ledger = shared_limiter(budget_scope(), max_usd=cfg.api.max_cost_usd, owned=True)
+    ledger.stats()  # returns once the actor exists
+    return ledger
+
+
+def close_spend_ledger(cfg) -> None:
+    """End the run's spend ledger (a long-lived cluster would otherwise keep one actor per run)."""
+    if cfg.api.max_cost_usd is None:
+        return
+    from nhr_ray.backends.api.common import budget_scope
+
+    try:
+        end_limiter(budget_scope())
+    except Exception as e:  # noqa: BLE001  (ending the run must not fail on its ledger)
+        log.warning("could not end the run's spend ledger: %s", e)
 
 
 def reset_local() -> None:

@@ -55,6 +55,24 @@ def prompt_text(rec: Record) -> str:
     return "\n".join(re.findall(r'"(?:text|content)":\s*"((?:[^"\\]|\\.)*)"', json.dumps(rec.body)))
 
 
+def sim_world_answer(rec: Record) -> str:
+    """What the API roles answer in the simulation world's language, so the simulated T2I and editor
+    can draw it: the designer (asked for "exactly N items") writes N scenes; a judge (images
+    inline) scores high; the inverter writes one instruction."""
+    import numpy as np
+
+    from nhr_ray.backends.sim.text import design_scene
+
+    text = prompt_text(rec)
+    asked = re.search(r"exactly (\d+) items", text)
+    if asked:
+        rng = np.random.default_rng(rec.seq)
+        return json.dumps([design_scene(rng, int(rng.integers(1, 4)), "mixed") for _ in range(int(asked.group(1)))])
+    if "inlineData" in json.dumps(rec.body) or "image_url" in json.dumps(rec.body):
+        return '{"adherence": 4.9, "aesthetics": 4.8}'
+    return "Place a small red cup on the left of the table."
+
+
 class FakeAPIServer:
     def __init__(
         self,

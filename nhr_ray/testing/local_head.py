@@ -1,6 +1,13 @@
 """A real Ray head on this machine, started with `ray start --head --block` and stopped by SIGTERM to
 that one process: for tests and demos that go through `ray job submit` as a user would.
 
+Ray binds the head's GCS, raylet, object manager, workers, agents and client server to every
+interface of the host, so the head runs with Ray's token authentication: a fresh random token per
+head, handed to the processes this class starts (`ray start`, `ray job submit`, the HTTP calls
+below) through RAY_AUTH_MODE and RAY_AUTH_TOKEN; `auth_env()` gives it to any other process that
+should reach the head (a driver started with it can `ray.init(address=head.gcs_address)`),
+`auth_headers()` to an HTTP client. The dashboard and job API listen on 127.0.0.1 only.
+
 Never `ray stop` here: it stops every Ray on the machine, including other people's. Every port the
 head opens by default at a fixed number (GCS 6379, client server 10001, dashboard 8265, dashboard
 agent 52365) gets a free one instead, so several heads can share a host.
@@ -10,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -17,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +64,7 @@ class LocalHead:
     temp_dir: str = ""
     proc: subprocess.Popen | None = None
     log_path: str = ""
+    token: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
 
     @property
     def dashboard_url(self) -> str:
@@ -64,7 +74,37 @@ class LocalHead:
     def gcs_address(self) -> str:
         return f"{node_ip()}:{self.gcs_port}"
 
+    def auth_env(self) -> dict[str, str]:
+        """The environment a process needs to reach this head (Ray's CLI, `ray.init`, the job SDK)."""
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
+        env.update(self.auth_env())
+        return env
+
+    def get_json(self, path: str, timeout_s: float = 10.0):
+        """GET one job/state API path of this head, authenticated."""
+        req = urllib.request.Request(f"{self.dashboard_url}{path}", headers=self.auth_headers())
+        with urllib.request.urlopen(req, timeout=timeout_s) as r:
+            return json.loads(r.read())
+
     def start(self) -> "LocalHead":
+        """Start the head; once more if `ray start` gave up waiting for its own raylet to register
+        (a fixed 30 s inside Ray, which a loaded machine can exceed)."""
+        try:
+            return self._start_once()
+        except RuntimeError as e:
+            if "timed out during startup" not in str(e):
+                raise
+        self._stop_leftovers()  # what the first try left running, then the same ports again
+        time.sleep(2.0)
+        return self._start_once()
+
+    def _start_once(self) -> "LocalHead":
         # short path: Ray's unix sockets live under it and socket paths are limited to ~107 bytes
         self.temp_dir = self.temp_dir or tempfile.mkdtemp(prefix="nhrh", dir="/tmp")
         self.log_path = os.path.join(self.temp_dir, "ray-start.log")
@@ -82,9 +122,7 @@ class LocalHead:
             "--disable-usage-stats",
             *self.extra_args,
         ]  # fmt: skip
-        env = dict(os.environ)
-        env.pop("RAY_ADDRESS", None)
-        env.setdefault("RAY_AUTH_MODE", "disabled")
+        env = self._env()
         env.update(self.env)
         log = open(self.log_path, "w")
         # own session: a Ctrl-C in the terminal does not hit it; we stop exactly this process later
@@ -94,11 +132,10 @@ class LocalHead:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ray start exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.dashboard_url}/api/version", timeout=2) as r:
-                    if r.status == 200 and json.loads(r.read()).get("ray_version"):
-                        return self
-            except OSError:
+            try:  # the dashboard can answer before `ray start` has its node up (or gives up on it)
+                if "Ray runtime started" in self.log_tail(100_000) and self.get_json("/api/version", timeout_s=2).get("ray_version"):
+                    return self
+            except (OSError, ValueError):
                 pass
             time.sleep(0.5)
         self.stop()
@@ -143,20 +180,35 @@ class LocalHead:
 
     def submit(self, entrypoint: list[str], working_dir: str | None, runtime_env: dict | None = None,
                timeout_s: float = 300.0, extra_args: list[str] | None = None) -> subprocess.CompletedProcess:
-        """`ray job submit` (waits for the job, streams its logs into the result's stdout)."""
+        """`ray job submit` (waits for the job, streams its logs into the result's stdout). With a
+        `--submission-id` in extra_args, a submission the job API dropped before it created the
+        job (seen on a loaded machine while the head's agent starts) is sent again, twice at most."""
         cmd = [ray_bin(), "job", "submit", "--address", self.dashboard_url]
         if working_dir:
             cmd += ["--working-dir", working_dir]
         if runtime_env:
             cmd += ["--runtime-env-json", json.dumps(runtime_env)]
         cmd += [*(extra_args or []), "--", *entrypoint]
-        env = dict(os.environ)
-        env.pop("RAY_ADDRESS", None)
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
+        args = extra_args or []
+        sid = args[args.index("--submission-id") + 1] if "--submission-id" in args else None
+        for attempt in range(3):
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=self._env())
+            if r.returncode == 0 or sid is None or attempt == 2 or self._job_exists(sid):
+                return r
+            time.sleep(2.0)
+        return r
+
+    def _job_exists(self, submission_id: str) -> bool:
+        try:
+            self.get_json(f"/api/jobs/{submission_id}")
+            return True
+        except urllib.error.HTTPError as e:
+            return e.code != 404
+        except OSError:  # the job API is gone: nothing to send again to
+            return True
 
     def job_status(self, submission_id: str) -> str:
-        with urllib.request.urlopen(f"{self.dashboard_url}/api/jobs/{submission_id}", timeout=10) as r:
-            return json.loads(r.read())["status"]
+        return self.get_json(f"/api/jobs/{submission_id}")["status"]
 
     def __enter__(self) -> "LocalHead":
         return self.start()

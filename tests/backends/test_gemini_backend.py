@@ -133,3 +133,14 @@ def test_vertex_ai_by_config():
     [rec] = srv.records
     assert rec.path == "/v1/publishers/google/models/gemini-2.5-flash:generateContent"
     assert rec.headers["x-goog-api-key"] == GEMINI_KEY and a.error is None
+
+
+def test_every_call_carries_an_output_cap_small_for_judges():
+    """Thinking tokens count against the cap, so it bounds what one call can cost: 256 tokens for a
+    judge (its answer is two scores), 1024 for a text role (the inverter writes one instruction);
+    only an explicit null lifts it."""
+    with FakeAPIServer("gemini", responder=lambda rec: "Put the cup back.") as srv:
+        backend("validator", "gemini", api(srv)).ask([vreq()])
+        backend("inverter", "gemini", api(srv)).complete([TextRequest("P3", "invert", "Scene: a cup")])
+        backend("inverter", "gemini", api(srv), {"max_output_tokens": None}).complete([TextRequest("P4", "invert", "x")])
+    assert [rec.body["generationConfig"].get("maxOutputTokens") for rec in srv.records] == [256, 1024, None]

@@ -126,3 +126,12 @@ def test_preflight_names_the_missing_variable_and_options_are_strict(monkeypatch
         cls.preflight(cls.Options(model="my-finetune"), context({"max_cost_usd": 1.0}))
     with pytest.raises(Exception, match="extra"):
         cls.Options.model_validate({"modle": "o3"})
+
+
+def test_every_call_carries_an_output_cap_by_default():
+    """The cap bounds what one call can cost, reasoning tokens included: 25,000 by default (what
+    OpenAI advises reserving for a reasoning model), a role's options.max_completion_tokens else."""
+    with FakeAPIServer("openai", responder=lambda rec: "[]") as srv:
+        backend("designer", "openai", api(srv)).complete([req(1)])
+        backend("designer", "openai", api(srv), {"max_completion_tokens": 4000}).complete([req(2)])
+    assert [rec.body.get("max_completion_tokens") for rec in srv.records] == [25000, 4000]

@@ -10,40 +10,25 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from nhr_ray.backends.sim.text import design_scene
-from nhr_ray.testing.fake_api import FakeAPIServer, prompt_text, random_faults
+from nhr_ray.testing.fake_api import FakeAPIServer, random_faults, sim_world_answer
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENAI_KEY = "sk-e2e-0penAIsecretKEY1234567890"
 GEMINI_KEY = "AIzaE2EsecretGEMINIkey1234567890xyz"
 
 
-def designer(rec) -> str:
-    text = prompt_text(rec)
-    n = int(re.search(r"exactly (\d+) items", text).group(1))
-    rng = np.random.default_rng(rec.seq)
-    return json.dumps([design_scene(rng, int(rng.integers(1, 4)), "mixed") for _ in range(n)])
-
-
-def gemini(rec) -> str:
-    if "inlineData" in json.dumps(rec.body):  # a judge's question with images
-        return '{"adherence": 4.9, "aesthetics": 4.8}'
-    return "Place a small red cup on the left of the table."
-
 
 @pytest.mark.slow
 def test_api_preset_runs_end_to_end_and_leaks_no_key(tmp_path):
     # a few injected 500s and 429s on Gemini: retried inside the backend, invisible to the run
     g_faults = random_faults(0.15, ("429", "500"), seed=3)
-    with FakeAPIServer("openai", responder=designer) as oa, FakeAPIServer("gemini", responder=gemini, faults=g_faults) as gm:
+    with FakeAPIServer("openai", responder=sim_world_answer) as oa, FakeAPIServer("gemini", responder=sim_world_answer, faults=g_faults) as gm:
         env = dict(os.environ, OPENAI_API_KEY=OPENAI_KEY, GEMINI_API_KEY=GEMINI_KEY, RAY_AUTH_MODE="disabled",
                    PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))  # fmt: skip
         env.pop("RAY_ADDRESS", None)
@@ -103,7 +88,7 @@ def test_killed_api_run_resumes_with_its_spend(tmp_path):
     call_usd = (600 * g.input_per_m + 30 * g.output_per_m) / 1e6  # one validator call (fake usage)
     max_usd = designer_usd + 6 * call_usd  # room for about six validator calls
     out = tmp_path / "run"
-    with FakeAPIServer("openai", responder=designer) as oa, FakeAPIServer("gemini", responder=gemini) as gm:
+    with FakeAPIServer("openai", responder=sim_world_answer) as oa, FakeAPIServer("gemini", responder=sim_world_answer) as gm:
         env = dict(os.environ, OPENAI_API_KEY=OPENAI_KEY, GEMINI_API_KEY=GEMINI_KEY, RAY_AUTH_MODE="disabled",
                    PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))  # fmt: skip
         env.pop("RAY_ADDRESS", None)

@@ -124,3 +124,28 @@ def test_one_limiter_shared_by_several_ray_actors_against_a_real_server(ray_priv
     t = sorted(r.t for r in srv.records)
     # 36 requests at 10/s with a burst of 10: the last cannot arrive before ~2.6 s after the first
     assert t[-1] - t[0] >= (36 - 10) / 10 * 0.9
+
+
+def test_a_run_ends_its_spend_ledger_even_when_it_fails(ray_private, tmp_path, monkeypatch):
+    """The run's driver opens its spend ledger (api.max_cost_usd) before any actor and ends it when
+    the run ends: here the run fails at its capacity check, and this driver and its cluster live on
+    (as on a long-lived cluster), yet no `ratelimit:usd:<job>` actor is left behind."""
+    import nhr_ray.runtime.pipeline as pipeline
+    from nhr_ray.config import load_config
+
+    ray = ray_private
+    for k, v in {"OPENAI_API_KEY": "sk-ledger-test-1234567890", "GEMINI_API_KEY": "AIzaLEDGERtest1234567890"}.items():
+        monkeypatch.setenv(k, v)
+    seen = []
+
+    def full_cluster(cfg):  # the check fails as it does for pools that cannot fit
+        seen.extend(a["name"] for a in ray.util.list_named_actors(all_namespaces=True))
+        raise RuntimeError("the role pools need 12 GPUs, more than the 0 GPUs of this cluster")
+
+    monkeypatch.setattr(pipeline, "check_capacity", full_cluster)
+    cfg = load_config(preset="api", overrides=["output.progress=false"])
+    with pytest.raises(pipeline.RunError, match="role pools need"):
+        pipeline.run(cfg, tmp_path / "run")
+    assert any(n.startswith("ratelimit:usd:") for n in seen), seen  # it existed while the run did
+    left = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
+    assert not any(n.startswith("ratelimit:usd:") for n in left), left

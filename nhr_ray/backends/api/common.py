@@ -277,6 +277,18 @@ def make_caller(provider: str, model: str, policy_cfg, api_cfg, classify, rpm, t
     )
 
 
+def api_key(names: tuple[str, ...]) -> str | None:
+    """The first of `names` set in the environment, else in the node's secrets file
+    ($NHR_SECRETS_FILE, see nhr_ray/secretfile.py); None if neither has one."""
+    from nhr_ray.roles import BackendUnavailable
+    from nhr_ray.secretfile import SecretFileError, secret
+
+    try:
+        return next((v for n in names if (v := secret(n))), None)
+    except SecretFileError as e:
+        raise BackendUnavailable(str(e)) from None
+
+
 def require_price(api_cfg, model: str) -> None:
     """With a cost budget, an unpriced model would spend without being counted: refuse it."""
     from nhr_ray.roles import BackendUnavailable

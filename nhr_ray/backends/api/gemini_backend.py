@@ -1,14 +1,13 @@
 """Gemini generateContent through google-genai: the hard validator (VLM) and the inverter (text).
 
-Gemini Developer API by default (key from GEMINI_API_KEY or GOOGLE_API_KEY, sent as
-x-goog-api-key); Vertex AI with `api.gemini.vertexai: true` (project, location, ADC credentials,
+Gemini Developer API by default (key from GEMINI_API_KEY or GOOGLE_API_KEY, in the environment or
+the node's secrets file, sent as x-goog-api-key); Vertex AI with `api.gemini.vertexai: true` (project, location, ADC credentials,
 or an express-mode key). The model is a free string, so a tuned validator's id works.
 """
 
 from __future__ import annotations
 
 import io
-import os
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from nhr_ray.backends.api.common import (
     Failure,
     Reply,
     api_config,
+    api_key,
     estimate_tokens,
     make_caller,
     require_price,
@@ -32,22 +32,37 @@ _SAFETY = {"SAFETY", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", 
 _REFUSAL = {"RECITATION", "LANGUAGE", "IMAGE_RECITATION"}
 
 
+JUDGE_MAX_OUTPUT_TOKENS = 256  # a judge answers {"adherence": x, "aesthetics": y}: ~20 tokens
+TEXT_MAX_OUTPUT_TOKENS = 1024  # the inverter writes one instruction
+
+
 class GeminiOptions(BackendOptions):
     model: str | None = Field(None, description="Model for this role (e.g. a tuned validator id); None: api.gemini.model.")
     temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature (paper: 0 for the validator).")
-    max_output_tokens: int | None = Field(None, ge=1, description="Output cap; hitting it is 'truncated' (None: the model's).")
+    max_output_tokens: int | None = Field(
+        TEXT_MAX_OUTPUT_TOKENS,
+        ge=1,
+        description="Output cap per call, thinking tokens included (what a call can cost at most); hitting it is "
+        "'truncated'. Default 1024 for text roles, 256 for judges. None: the model's own limit (uncapped).",
+    )
     thinking_budget: int | None = Field(
-        None, ge=0, description="Thinking tokens for 2.5 models (0 turns thinking off; None: the model's default)."
+        None, ge=0, description="Thinking tokens for 2.5 models (0 turns thinking off; None: the model's default, "
+        "which can use up max_output_tokens before the answer: set it with a thinking model)."
     )
     expected_output_tokens: int = Field(256, ge=0, description="Output tokens booked against tpm before a call.")
 
 
-def api_key() -> str | None:
-    for name in KEY_ENVS:
-        v = os.environ.get(name, "").strip()
-        if v:
-            return v
-    return None
+class GeminiJudgeOptions(GeminiOptions):
+    max_output_tokens: int | None = Field(
+        JUDGE_MAX_OUTPUT_TOKENS,
+        ge=1,
+        description="Output cap per call, thinking tokens included; hitting it is 'truncated'. Default 256: a judge "
+        "answers with two scores. None: the model's own limit (uncapped).",
+    )
+
+
+def gemini_key() -> str | None:
+    return api_key(KEY_ENVS)
 
 
 def classify(exc: BaseException) -> Failure:
@@ -125,10 +140,10 @@ class _Gemini:
         except ImportError:
             raise BackendUnavailable("backend 'gemini' needs google-genai: pip install google-genai") from None
         api = api_config(context)
-        if not api.gemini.vertexai and api_key() is None:
+        if not api.gemini.vertexai and gemini_key() is None:
             raise BackendUnavailable(
-                "backend 'gemini' needs the environment variable GEMINI_API_KEY or GOOGLE_API_KEY "
-                "(or api.gemini.vertexai: true with Google Cloud credentials)"
+                "backend 'gemini' needs the API key GEMINI_API_KEY or GOOGLE_API_KEY: in the environment, or in "
+                "the node's secrets file (NHR_SECRETS_FILE); or api.gemini.vertexai: true with Google Cloud credentials"
             )
         require_price(api, options.model or api.gemini.model)
 
@@ -149,10 +164,10 @@ class _Gemini:
             if cfg.project or cfg.location:
                 kw.update(project=cfg.project, location=cfg.location)
             else:
-                kw["api_key"] = api_key()
+                kw["api_key"] = gemini_key()
             self._client = genai.Client(**kw)
         else:
-            self._client = genai.Client(api_key=api_key(), http_options=http)
+            self._client = genai.Client(api_key=gemini_key(), http_options=http)
         self._caller = make_caller(
             "gemini", self.model, cfg, api, classify, cfg.requests_per_minute, cfg.tokens_per_minute, seed=self.context.run_seed
         )
@@ -197,6 +212,8 @@ class _Gemini:
 
 class GeminiJudge(_Gemini, VisionJudge):
     """Gemini generateContent as a VLM judge: images inline, temperature 0, JSON schema (validator)."""
+
+    Options = GeminiJudgeOptions
 
     def ask(self, requests: list[VLMRequest]) -> list[Answer]:
         from google.genai import types

@@ -1,12 +1,12 @@
 """OpenAI Chat Completions as a text model (the prompt designer; paper: o3).
 
 Connection, retries and limits come from `api.openai`; per-role choices from the role's options.
-The key is read from OPENAI_API_KEY in setup() and never leaves the SDK client.
+The key is read in setup() from OPENAI_API_KEY (the environment, else the node's secrets file) and
+never leaves the SDK client.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 from pydantic import Field
@@ -15,6 +15,7 @@ from nhr_ray.backends.api.common import (
     Failure,
     Reply,
     api_config,
+    api_key,
     estimate_tokens,
     make_caller,
     require_price,
@@ -25,6 +26,7 @@ from nhr_ray.backends.api.common import (
 from nhr_ray.roles import Answer, BackendOptions, BackendUnavailable, TextModel, TextRequest
 
 KEY_ENV = "OPENAI_API_KEY"
+DEFAULT_MAX_COMPLETION_TOKENS = 25_000
 
 
 class OpenAIOptions(BackendOptions):
@@ -33,7 +35,11 @@ class OpenAIOptions(BackendOptions):
         None, description="Overrides api.openai.reasoning_effort for this role."
     )
     max_completion_tokens: int | None = Field(
-        None, ge=1, description="Output cap incl. reasoning tokens (None: the model's own limit); hitting it is 'truncated'."
+        DEFAULT_MAX_COMPLETION_TOKENS,
+        ge=1,
+        description="Output cap per call, reasoning tokens included (what a call can cost at most); hitting it is "
+        "'truncated'. Default: the 25,000 OpenAI advises reserving for a reasoning model's reasoning and answer. "
+        "None: the model's own limit (uncapped spend per call).",
     )
     temperature: float | None = Field(None, ge=0, le=2, description="Sent only if set (reasoning models reject it).")
     expected_output_tokens: int = Field(
@@ -115,8 +121,11 @@ class OpenAIText(TextModel):
             import openai  # noqa: F401
         except ImportError:
             raise BackendUnavailable("backend 'openai' needs the openai package: pip install openai") from None
-        if not os.environ.get(KEY_ENV, "").strip():
-            raise BackendUnavailable(f"backend 'openai' needs the environment variable {KEY_ENV} (the API key)")
+        if not api_key((KEY_ENV,)):
+            raise BackendUnavailable(
+                f"backend 'openai' needs the API key {KEY_ENV}: in the environment, or in the node's secrets file "
+                "(NHR_SECRETS_FILE)"
+            )
         api = api_config(context)
         require_price(api, options.model or api.openai.model)
 
@@ -128,7 +137,7 @@ class OpenAIText(TextModel):
         self.model = self.options.model or cfg.model
         self.effort = self.options.reasoning_effort or cfg.reasoning_effort
         self._client = openai.OpenAI(
-            api_key=os.environ.get(KEY_ENV, ""), base_url=cfg.base_url, max_retries=0, timeout=cfg.timeout_s
+            api_key=api_key((KEY_ENV,)) or "", base_url=cfg.base_url, max_retries=0, timeout=cfg.timeout_s
         )
         self._caller = make_caller(
             "openai", self.model, cfg, api, classify, cfg.requests_per_minute, cfg.tokens_per_minute, seed=self.context.run_seed
