@@ -1,31 +1,46 @@
 """Stage 8: hard validation. The strongest judge scores every pre-filtered candidate; keep adherence
->= 4.7 and aesthetics >= 4.7 (config). Also used by stage 11 on inverse triplets."""
+>= 4.7 and aesthetics >= 4.7 (config). Also used by stage 11 on inverse triplets.
+
+How a judge is asked and how its answer is read is its profile's business (nhr_ray/judges,
+`judging.<role>.profile`); a profile may need more than one question per candidate."""
 
 from __future__ import annotations
 
-from nhr_ray.parsing import SCORES_SCHEMA, parse_scores
-from nhr_ray.prompts import render
+from nhr_ray.judges.profiles import JudgeProfile, role_profile
 from nhr_ray.records import Attempt, Source, Verdict
 from nhr_ray.roles import Answer, VLMRequest
 from nhr_ray.stages.base import Stage, Tally, error_verdict
 
 
-def score_request(item_id: str, instruction: str, before, after, truth=None) -> VLMRequest:
-    return VLMRequest(item_id, "edit_scores", render("edit_scores", instruction=instruction), [before, after], SCORES_SCHEMA, truth)
+def ask_grouped(backend, groups: list[list[VLMRequest]]) -> list[list[Answer]]:
+    """One backend call for every candidate's questions; the answers regrouped per candidate."""
+    flat = [r for g in groups for r in g]
+    answers = iter(backend.ask(flat) if flat else [])
+    return [[next(answers) for _ in g] for g in groups]
 
 
-def score_verdict(stage: str, ans: Answer, min_adherence: float, min_aesthetics: float) -> Verdict:
-    if ans.error:
-        return error_verdict(stage, ans.error, ans.text or "")
-    s = parse_scores(ans.text)
+def merge_usage(answers: list[Answer]) -> dict[str, float]:
+    usage: dict[str, float] = {}
+    for ans in answers:
+        for k, x in ans.usage.items():
+            usage[k] = usage.get(k, 0.0) + x
+    return usage
+
+
+def score_verdict(stage: str, answers: list[Answer], profile: JudgeProfile, min_adherence: float, min_aesthetics: float) -> Verdict:
+    raw = profile.raw([a.text for a in answers])
+    err = next((a.error for a in answers if a.error), None)
+    if err:
+        return error_verdict(stage, err, raw)
+    s = profile.parse([a.text for a in answers])
     if not s.ok:
-        return Verdict(stage, False, f"scores_{s.reason}", ans.text or "")
+        return Verdict(stage, False, f"scores_{s.reason}", raw)
     adh, aes = s.value["adherence"], s.value["aesthetics"]
     if adh < min_adherence:
-        return Verdict(stage, False, "low_adherence", ans.text or "", adh, aes)
+        return Verdict(stage, False, "low_adherence", raw, adh, aes)
     if aes < min_aesthetics:
-        return Verdict(stage, False, "low_aesthetics", ans.text or "", adh, aes)
-    return Verdict(stage, True, "ok", ans.text or "", adh, aes)
+        return Verdict(stage, False, "low_aesthetics", raw, adh, aes)
+    return Verdict(stage, True, "ok", raw, adh, aes)
 
 
 class ValidateStage(Stage):
@@ -34,14 +49,16 @@ class ValidateStage(Stage):
 
     def process(self, attempts: list[Attempt], sources: dict[str, Source]) -> tuple[list[Attempt], Tally]:
         cfg = self.config.validation
+        profile = role_profile(self.config, "validator")
         tally = Tally(self.name)
         live = [a for a in attempts if a.alive]
-        reqs = [score_request(a.job.attempt_id, a.instruction.text, sources[a.job.source_id].image, a.edited, a.sim_truth) for a in live]
-        for a, ans in zip(live, self.backend.ask(reqs) if reqs else []):
-            a.gpu_seconds[self.name] = ans.gpu_seconds
-            for k, x in ans.usage.items():
+        groups = [profile.requests(a.job.attempt_id, a.instruction.text, sources[a.job.source_id].image, a.edited, a.sim_truth)
+                  for a in live]  # fmt: skip
+        for a, answers in zip(live, ask_grouped(self.backend, groups)):
+            a.gpu_seconds[self.name] = sum(x.gpu_seconds for x in answers)
+            for k, x in merge_usage(answers).items():
                 a.usage[k] = a.usage.get(k, 0.0) + x
-            v = score_verdict(self.name, ans, cfg.min_adherence, cfg.min_aesthetics)
+            v = score_verdict(self.name, answers, profile, cfg.min_adherence, cfg.min_aesthetics)
             a.verdicts.append(v)
             tally.add(v)
         return attempts, tally
