@@ -134,6 +134,16 @@ def _load_predictions(path, rated: set[str], excluded: Counter) -> dict[str, tup
     return out
 
 
+def human_scores(ratings_path) -> tuple[dict[str, tuple[float, float]], dict[str, str], Counter]:
+    """(de-biased (adherence, aesthetics) per rated triplet, category per triplet, counted
+    exclusions): the targets `nhr-ray tune-judge` trains a validator on, read and de-biased exactly
+    as `calibrate` reads and de-biases them."""
+    excluded: Counter = Counter()
+    per_axis, category = _load_ratings(ratings_path, excluded)
+    human = {a: debias(per_axis[a])[0] for a in AXES}
+    return {t: (human["adherence"][t], human["aesthetics"][t]) for t in human["adherence"]}, category, excluded
+
+
 def calibrate(ratings_path, predictions_path, threshold: float = 4.7, sweep: list[float] | None = None) -> dict[str, Any]:
     excluded: Counter = Counter()
     per_axis, category = _load_ratings(ratings_path, excluded)
