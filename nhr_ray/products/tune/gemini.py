@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -127,7 +128,9 @@ def run_job(client, s: GeminiTuneSettings, data: dict[str, Any], log: Callable[[
         tuned_model_display_name=s.display_name,
         validation_dataset=types.TuningValidationDataset(gcs_uri=data["validation_uri"]) if data["validation_lines"] else None,
     )  # fmt: skip
-    job = client.tunings.tune(base_model=s.base_model, training_dataset=types.TuningDataset(gcs_uri=data["train_uri"]), config=cfg)
+    with warnings.catch_warnings():  # the SDK marks its tuning API experimental on every call
+        warnings.simplefilter("ignore")
+        job = client.tunings.tune(base_model=s.base_model, training_dataset=types.TuningDataset(gcs_uri=data["train_uri"]), config=cfg)
     log(f"tuning job {job.name} started ({_state(job)})")
     t0, last = time.monotonic(), _state(job)
     while _state(job) not in DONE | FAILED:
