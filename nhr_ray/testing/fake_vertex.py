@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 from urllib.parse import parse_qs
+
+from nhr_ray.testing.fake_api import FakeAPIServer
 
 
 @dataclass
@@ -30,47 +31,20 @@ class Call:
     body: Any
 
 
-class FakeVertex:
+class FakeVertex(FakeAPIServer):
+    """FakeAPIServer's HTTP plumbing (127.0.0.1, threads, start and stop) with Vertex's routes."""
+
     def __init__(self, states=("JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"),
                  responder: Callable[[Call], str] = lambda call: '{"adherence": 4.8, "aesthetics": 4.9}',
                  fail_message: str = "dataset rejected"):  # fmt: skip
-        self.states, self.responder, self.fail_message = list(states), responder, fail_message
+        super().__init__("gemini")  # base_url: the bare root, as Vertex clients take it
+        self.states, self.answer, self.fail_message = list(states), responder, fail_message
         self.calls: list[Call] = []
         self.tokens_issued: list[str] = []
         self.jobs: dict[str, dict] = {}
-        self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
 
-    def __enter__(self) -> "FakeVertex":
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                server._handle(self, "GET")
-
-            def do_POST(self):
-                server._handle(self, "POST")
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        method = h.command
         raw = h.rfile.read(int(h.headers.get("Content-Length") or 0))
         try:
             body: Any = json.loads(raw) if raw else None
@@ -104,7 +78,7 @@ class FakeVertex:
             self.jobs[name]["step"] = min(self.jobs[name]["step"] + 1, len(self.states) - 1)
             return 200, self._job(name)
         if call.method == "POST" and call.path.endswith(":generateContent"):
-            text = self.responder(call)
+            text = self.answer(call)
             return 200, {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}],
                          "usageMetadata": {"promptTokenCount": 600, "candidatesTokenCount": 20, "totalTokenCount": 620}}  # fmt: skip
         return 404, {"error": {"code": 404, "message": f"no route {call.method} {call.path}", "status": "NOT_FOUND"}}
