@@ -94,14 +94,14 @@ def parse_scores(text: str | None, lo: float = 1.0, hi: float = 5.0) -> Parsed:
     obj = {re.sub(r"[\s_-]", "", str(k).lower()): v for k, v in p.value.items()}
     out = {}
     for key, names in SCORE_KEYS.items():
-        given = [obj[n] for n in names if n in obj]
+        given = [_as_score(obj[n]) for n in names if n in obj]
         if not given:
             return Parsed(reason="missing_field")
-        if any(g != given[0] for g in given[1:]):
-            return Parsed(reason="conflicting_fields")  # both spellings, two different scores
-        s = _as_score(given[0])
-        if s is None:
+        s = given[0]
+        if any(g is None for g in given):
             return Parsed(reason="non_numeric_score")
+        if any(g != s for g in given[1:]):
+            return Parsed(reason="conflicting_fields")  # both spellings, two different scores
         if not lo <= s <= hi:
             return Parsed(reason="out_of_range_score")
         out[key] = s

@@ -82,10 +82,10 @@ class VLMRequest:
     max_tokens: int | None = None  # answer budget this question needs (a reasoning judge's); None: the backend's
 
     def __post_init__(self) -> None:
-        if self.layout is not None:
-            used = sorted(x for x in self.layout if isinstance(x, int))
+        if self.layout is not None:  # processors pair images with their placeholders in order
+            used = [x for x in self.layout if isinstance(x, int)]
             if used != list(range(len(self.images))):
-                raise ValueError(f"layout {self.layout!r} must place each of the {len(self.images)} images exactly once")
+                raise ValueError(f"layout {self.layout!r} must place the {len(self.images)} images once each, in order")
 
     def content(self) -> list[str | int]:
         """Text pieces and image indices in the order the model sees them."""
