@@ -139,6 +139,12 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_tune_judge(args) -> int:
+    from nhr_ray.products.tune.cli import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nhr-ray", description="Mine image-editing triplets with no human in the loop, on Ray.")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -187,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instruction-col", default="edit_instruction")
     p.add_argument("--json", help="also write the result as JSON here")
     p.set_defaults(func=cmd_score)
+    p = sub.add_parser("tune-judge", help="tune a validator on human ratings: LoRA on Qwen2.5-VL, or a Gemini tuning job")
+    from nhr_ray.products.tune.cli import add_arguments as tune_arguments
+
+    tune_arguments(p)
+    p.set_defaults(func=cmd_tune_judge)
     p = sub.add_parser("report", help="write a self-contained static HTML report of a run")
     p.add_argument("run_dir", help="a finished run's --out directory")
     p.add_argument("--out", help="HTML file to write (default RUN_DIR/report.html)")

@@ -167,6 +167,42 @@ class ConsistencyConfig(Strict):
     min_aesthetics: float = Field(4.5, ge=1, le=5, description="T_inv for aesthetics.")
 
 
+class JudgeProfileConfig(Strict):
+    profile: str = Field(
+        "nhr",
+        description="How this judge is asked to score an edit and how its answer is read (nhr_ray/judges): 'nhr' (our "
+        "prompt, JSON adherence/aesthetics; the paper's keys are read too), 'nhr-paper-keys' (asks for the paper's "
+        "InstructionAdherence/ImageAesthetic), 'imgedit-judge' (ImgEdit-Judge), 'editscore' (EditScore).",
+    )
+    prompt_dir: str | None = Field(
+        None, description="Folder to read this profile's prompt files from instead of the packaged prompts/ (same file names)."
+    )
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, v: str) -> str:
+        from nhr_ray.judges.profiles import profile_class
+
+        try:
+            profile_class(v)
+        except KeyError as e:
+            raise ValueError(e.args[0]) from None
+        return v
+
+
+class JudgingConfig(Strict):
+    prefilter: JudgeProfileConfig = Field(default_factory=JudgeProfileConfig, description="Stage 6's score question.")
+    validator: JudgeProfileConfig = Field(default_factory=JudgeProfileConfig, description="Stage 8, the hard validator.")
+    consistency: JudgeProfileConfig | None = Field(
+        None, description="Stage 11 (it runs on the validator's model); None: the validator's profile."
+    )
+
+    def for_role(self, role: str) -> JudgeProfileConfig:
+        if role == "consistency":
+            return self.consistency or self.validator
+        return getattr(self, role)
+
+
 class SchedulerConfig(Strict):
     budget_gpu_hours: float | None = Field(
         19.4, description="Stop issuing edit jobs once busy GPU-hours (spent + in-flight estimates) reach this. None: no budget."
@@ -479,6 +515,9 @@ class RunConfig(Strict):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     sim: SimConfig = Field(default_factory=SimConfig)
     api: ApiConfig = Field(default_factory=ApiConfig, description="Hosted model APIs: endpoints, retries, rate limits, prices, budget.")
+    judging: JudgingConfig = Field(
+        default_factory=JudgingConfig, description="Judge profiles (scoring prompt, answer format, scale) per judging role."
+    )
 
     @model_validator(mode="after")
     def _roles_exist(self):
@@ -494,6 +533,17 @@ class RunConfig(Strict):
                 cls.Options.model_validate(rc.options)
             except ValidationError as e:
                 raise ValueError(f"roles.{role}.options: {_first_error(e)}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _profiles_fit_backends(self):
+        from nhr_ray.judges.profiles import profile_class
+
+        for stage, role in (("prefilter", "prefilter"), ("validator", "validator"), ("consistency", "validator")):
+            pc = self.judging.for_role(stage)
+            if getattr(self.roles, role).backend == "sim" and not profile_class(pc.profile).sim_speaks_it:
+                raise ValueError(f"judging.{stage}.profile: {pc.profile!r} needs a real judge model; the simulated "
+                                 f"roles.{role} answers only in the 'nhr' formats")  # fmt: skip
         return self
 
     def role(self, name: str) -> RoleConfig:

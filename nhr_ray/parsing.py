@@ -151,20 +151,29 @@ def _as_score(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+# our keys, then the paper's scoring prompt's (SPEC A.2: InstructionAdherence / ImageAesthetic), compared
+# without case, spaces, '_' or '-'
+SCORE_KEYS = {"adherence": ("adherence", "instructionadherence"), "aesthetics": ("aesthetics", "imageaesthetic")}
+
+
 def parse_scores(text: str | None, lo: float = 1.0, hi: float = 5.0, max_chars: int = MAX_ANSWER_CHARS) -> Parsed:
-    """{"adherence": x, "aesthetics": y} with x, y in [lo, hi]. Reasons: those of extract_json,
-    missing_field, non_numeric_score, out_of_range_score."""
+    """{"adherence": x, "aesthetics": y} (or the paper's keys) with x, y in [lo, hi]. Reasons: empty,
+    no_json, truncated_json, answer_too_long, json_too_deep, json_number_too_long,
+    missing_field, conflicting_fields, non_numeric_score, out_of_range_score."""
     p = extract_json(text, dict, max_chars)
     if not p.ok:
         return p
-    obj = {str(k).strip().lower(): v for k, v in p.value.items()}
+    obj = {re.sub(r"[\s_-]", "", str(k).lower()): v for k, v in p.value.items()}
     out = {}
-    for key in ("adherence", "aesthetics"):
-        if key not in obj:
+    for key, names in SCORE_KEYS.items():
+        given = [_as_score(obj[n]) for n in names if n in obj]
+        if not given:
             return Parsed(reason="missing_field")
-        s = _as_score(obj[key])
-        if s is None:
+        s = given[0]
+        if any(g is None for g in given):
             return Parsed(reason="non_numeric_score")
+        if any(g != s for g in given[1:]):
+            return Parsed(reason="conflicting_fields")  # both spellings, two different scores
         if not lo <= s <= hi:
             return Parsed(reason="out_of_range_score")
         out[key] = s

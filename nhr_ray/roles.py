@@ -71,11 +71,25 @@ class EditRequest:
 @dataclass
 class VLMRequest:
     item_id: str
-    question: str  # 'plausibility' | 'edit_scores' | 'unwanted_change' | 'aesthetics'
+    question: str  # 'plausibility' | 'edit_scores' | 'unwanted_change' | 'aesthetics' | a judge profile's own
     prompt: str
     images: list[np.ndarray]
     json_schema: dict[str, Any] | None = None
     sim_truth: dict[str, Any] | None = None
+    # the message in order, where a judge was trained on another arrangement (text before the images,
+    # labels before each image): text pieces and indices into `images`; None: every image, then `prompt`
+    layout: list[str | int] | None = None
+    max_tokens: int | None = None  # answer budget this question needs (a reasoning judge's); None: the backend's
+
+    def __post_init__(self) -> None:
+        if self.layout is not None:  # processors pair images with their placeholders in order
+            used = [x for x in self.layout if isinstance(x, int)]
+            if used != list(range(len(self.images))):
+                raise ValueError(f"layout {self.layout!r} must place the {len(self.images)} images once each, in order")
+
+    def content(self) -> list[str | int]:
+        """Text pieces and image indices in the order the model sees them."""
+        return list(self.layout) if self.layout is not None else [*range(len(self.images)), self.prompt]
 
 
 @dataclass

@@ -47,11 +47,12 @@ def test_extract_json_skips_prose_and_wrong_types():
 
 def test_prompts_insert_text_verbatim():
     nasty = 'Remove the {cup} "left" $HOME ${x} \\n end'
-    out = render("edit_scores", instruction=nasty)
+    keys = {"adherence_key": "adherence", "aesthetics_key": "aesthetics"}
+    out = render("edit_scores", instruction=nasty, **keys)
     assert nasty in out
     out = render("inverse", prompt="{a} $b", instruction=nasty)
     assert "{a} $b" in out and nasty in out
     for name in PROMPT_NAMES:
-        assert render(name, instruction="i", prompt="p") if name != "aesthetics" else render(name)
+        assert render(name, instruction="i", prompt="p", **keys) if name != "aesthetics" else render(name)
     with pytest.raises(KeyError):
-        render("edit_scores")  # a missing value is an error, never an empty hole
+        render("edit_scores", instruction="x", adherence_key="adherence")  # a missing value is an error, never an empty hole

@@ -72,10 +72,11 @@ class OpenAIServerJudge(VisionJudge):
         self.client.close()
 
     def messages(self, req: VLMRequest) -> list[dict]:
+        fmt = self.options.image_format
         parts: list[dict] = [
-            {"type": "image_url", "image_url": {"url": data_uri(im, self.options.image_format)}} for im in req.images
-        ]
-        parts.append({"type": "text", "text": req.prompt})
+            {"type": "image_url", "image_url": {"url": data_uri(req.images[x], fmt)}} if isinstance(x, int) else {"type": "text", "text": x}
+            for x in req.content()
+        ]  # fmt: skip
         msgs = [{"role": "user", "content": parts}]
         if self.options.system_prompt is not None:
             msgs.insert(0, {"role": "system", "content": self.options.system_prompt})
@@ -86,7 +87,8 @@ class OpenAIServerJudge(VisionJudge):
         err = next((e for e in (image_error(im) for im in req.images) if e), None)
         if err:
             return Answer(error=err)
-        kw: dict[str, Any] = dict(model=o.model, messages=self.messages(req), temperature=o.temperature, max_tokens=o.max_tokens)
+        kw: dict[str, Any] = dict(model=o.model, messages=self.messages(req), temperature=o.temperature,
+                                max_tokens=req.max_tokens or o.max_tokens)
         if o.structured_output and req.json_schema:
             kw["response_format"] = {"type": "json_schema", "json_schema": {"name": req.question or "answer", "schema": req.json_schema}}
         if o.extra_body:

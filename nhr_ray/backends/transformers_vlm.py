@@ -1,6 +1,8 @@
 """Judges (gate, pre-filter, validator) with a Qwen2.5-VL model under plain transformers: the images
-of a request in order, then its prompt, one chat turn, greedy by default. The raw model text is the
-answer; parsing belongs to the stages. Works without torchvision (PIL image processor)."""
+of a request in order, then its prompt (or the arrangement a judge profile asks for), one chat turn,
+greedy by default. The raw model text is the answer; parsing belongs to the stages. Works without
+torchvision (PIL image processor). A LoRA adapter (`lora`: one `nhr-ray tune-judge` wrote, or a
+published judge's, e.g. EditScore-7B) is loaded over the base model with peft."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from nhr_ray.backends._common import (
     torch_device,
     torch_dtype,
 )
-from nhr_ray.roles import Answer, VisionJudge, VLMRequest
+from nhr_ray.roles import Answer, BackendUnavailable, VisionJudge, VLMRequest
 
 
 class TransformersVLMOptions(TorchOptions):
@@ -37,6 +39,10 @@ class TransformersVLMOptions(TorchOptions):
     max_pixels: int | None = Field(None, ge=1, description="Image processor's upper pixel bound (None: checkpoint's).")
     attn_implementation: str | None = Field(None, description="'sdpa', 'flash_attention_2', 'eager'; None: default.")
     system_prompt: str | None = Field(None, description="System turn; None: the chat template's default.")
+    lora: str | None = Field(
+        None, description="LoRA adapter over `model` (peft folder: absolute, under models_root, or a hub id); None: none."
+    )
+    merge_lora: bool = Field(True, description="Merge the adapter into the weights after loading (faster answers).")
 
 
 @functools.lru_cache(maxsize=2)
@@ -84,8 +90,32 @@ def load_processor(
     return _pil_processor_class(base)(image_processor=improc, tokenizer=tok, chat_template=_chat_template(path, tok))
 
 
+def lora_path(options, context) -> str:
+    """Where `options.lora` is: resolved like a model (absolute, under models_root, else a hub id)."""
+    return resolve_model(options.model_copy(update={"model": options.lora}), context)
+
+
+def check_lora(options, context) -> None:
+    """preflight: an adapter named as a folder must exist (and hold a peft adapter)."""
+    try:
+        check_local_model(options.model_copy(update={"model": options.lora}), context)
+    except BackendUnavailable as e:
+        raise BackendUnavailable(f"lora: {e}") from None
+    path = Path(lora_path(options, context))
+    if path.exists() and not (path / "adapter_config.json").is_file():
+        raise BackendUnavailable(f"lora: {path} holds no adapter_config.json (not a peft adapter folder)")
+
+
+def load_lora(model, path: str, merge: bool):
+    """`model` with the peft adapter at `path` (a folder or a hub id) applied, merged or not."""
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(model, path)
+    return (model.merge_and_unload() if merge else model).eval()
+
+
 def chat_messages(req: VLMRequest, system: str | None) -> list[dict]:
-    content = [{"type": "image"} for _ in req.images] + [{"type": "text", "text": req.prompt}]
+    content = [{"type": "image"} if isinstance(x, int) else {"type": "text", "text": x} for x in req.content()]
     msgs = [{"role": "user", "content": content}]
     if system is not None:
         msgs.insert(0, {"role": "system", "content": [{"type": "text", "text": system}]})
@@ -104,6 +134,9 @@ class TransformersJudge(VisionJudge):
         require("torch", "pip install torch")
         require("transformers", "pip install 'transformers>=4.50'")
         check_local_model(options, context)
+        if options.lora:
+            require("peft", "pip install peft")
+            check_lora(options, context)
 
     def setup(self) -> None:
         import transformers
@@ -118,6 +151,8 @@ class TransformersJudge(VisionJudge):
         )
         kw = {"attn_implementation": o.attn_implementation} if o.attn_implementation else {}
         self.model = cls.from_pretrained(path, dtype=torch_dtype(o.dtype, self.device), **kw).to(self.device).eval()
+        if o.lora:
+            self.model = load_lora(self.model, lora_path(o, self.context), o.merge_lora)
         self.processor = load_processor(path, o.min_pixels, o.max_pixels)
         self.processor.tokenizer.padding_side = "left"
 
@@ -137,10 +172,16 @@ class TransformersJudge(VisionJudge):
             else:
                 ok.append(i)
         bs = self.options.batch_size
-        for k in range(0, len(ok), bs):
-            chunk = ok[k : k + bs]
-            self._run([requests[i] for i in chunk], [answers[i] for i in chunk])
+        budgets = sorted({self._budget(requests[i]) for i in ok})
+        for budget in budgets:  # one generate() per answer budget: a yes/no never runs on at 512 tokens
+            same = [i for i in ok if self._budget(requests[i]) == budget]
+            for k in range(0, len(same), bs):
+                chunk = same[k : k + bs]
+                self._run([requests[i] for i in chunk], [answers[i] for i in chunk])
         return timer.charge(answers)
+
+    def _budget(self, req: VLMRequest) -> int:
+        return req.max_tokens or self.options.max_new_tokens
 
     def _run(self, reqs: list[VLMRequest], outs: list[Answer]) -> None:
         try:
@@ -167,7 +208,7 @@ class TransformersJudge(VisionJudge):
         ]
         images = [Image.fromarray(im) for r in reqs for im in r.images]
         inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt").to(self.device)
-        gen = dict(max_new_tokens=o.max_new_tokens, do_sample=o.temperature > 0)
+        gen = dict(max_new_tokens=max(self._budget(r) for r in reqs), do_sample=o.temperature > 0)
         if o.temperature > 0:
             gen["temperature"] = o.temperature
         else:

@@ -1,6 +1,8 @@
 """Judges on a vLLM engine that lives inside the Ray actor (the 72B pre-filter's usual home): the whole
 batch goes to one LLM.generate() call, and a request that carries a JSON schema is decoded under it
-(vLLM's structured outputs) so score answers parse. Raw text comes back; the stages parse it."""
+(vLLM's structured outputs) so score answers parse. Raw text comes back; the stages parse it.
+A LoRA adapter (`lora`) is served by the engine itself (`enable_lora=True`, one `LoRARequest` with
+every generate() call), not merged: the base weights load as they are."""
 
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from nhr_ray.backends._common import (
     require,
     resolve_model,
 )
-from nhr_ray.backends.transformers_vlm import chat_messages, load_processor
-from nhr_ray.roles import Answer, VisionJudge, VLMRequest
+from nhr_ray.backends.transformers_vlm import chat_messages, check_lora, load_processor, lora_path
+from nhr_ray.roles import Answer, BackendContext, VisionJudge, VLMRequest
 
 INSTALL_HINT = "pip install 'nhr-ray[vllm]' (Linux with a CUDA GPU)"
 
@@ -44,6 +46,30 @@ class VLLMOptions(ModelOptions):
     seed: int | None = Field(None, description="Engine seed; None: the run seed.")
     system_prompt: str | None = Field(None, description="System turn; None: the chat template's default.")
     engine_args: dict[str, Any] = Field(default_factory=dict, description="More vllm.LLM keyword arguments, as they are.")
+    lora: str | None = Field(
+        None, description="LoRA adapter folder (absolute or under models_root) served with enable_lora; None: none."
+    )
+    max_lora_rank: int = Field(16, ge=1, description="The engine's max_lora_rank: at least the adapter's rank `r`.")
+
+
+def engine_kwargs(o: VLLMOptions, context: BackendContext, path: str) -> dict[str, Any]:
+    """Keyword arguments of vllm.LLM for these options (pure: no vllm import)."""
+    mm_kwargs = {k: v for k, v in (("min_pixels", o.min_pixels), ("max_pixels", o.max_pixels)) if v is not None}
+    kw: dict[str, Any] = dict(
+        model=path,
+        tensor_parallel_size=o.tensor_parallel_size or max(1, int(context.num_gpus)),
+        max_model_len=o.max_model_len,
+        gpu_memory_utilization=o.gpu_memory_utilization,
+        limit_mm_per_prompt=dict(o.limit_mm_per_prompt),
+        dtype=o.dtype,
+        load_format=o.load_format,
+        enforce_eager=o.enforce_eager,
+        seed=o.seed if o.seed is not None else context.run_seed,
+        mm_processor_kwargs=mm_kwargs or None,
+    )
+    if o.lora:
+        kw.update(enable_lora=True, max_lora_rank=o.max_lora_rank, max_loras=1)
+    return {**kw, **o.engine_args}
 
 
 def structured_params(schema: dict) -> dict[str, Any]:
@@ -69,28 +95,21 @@ class VLLMJudge(VisionJudge):
     def preflight(cls, options, context) -> None:
         require("vllm", INSTALL_HINT)
         check_local_model(options, context)
+        if options.lora:
+            check_lora(options, context)
 
     def setup(self) -> None:
         from vllm import LLM
 
         o = self.options
         path = resolve_model(o, self.context)
-        tp = o.tensor_parallel_size or max(1, int(self.context.num_gpus))
-        mm_kwargs = {k: v for k, v in (("min_pixels", o.min_pixels), ("max_pixels", o.max_pixels)) if v is not None}
-        self.llm = LLM(
-            model=path,
-            tensor_parallel_size=tp,
-            max_model_len=o.max_model_len,
-            gpu_memory_utilization=o.gpu_memory_utilization,
-            limit_mm_per_prompt=dict(o.limit_mm_per_prompt),
-            dtype=o.dtype,
-            load_format=o.load_format,
-            enforce_eager=o.enforce_eager,
-            seed=o.seed if o.seed is not None else self.context.run_seed,
-            mm_processor_kwargs=mm_kwargs or None,
-            **o.engine_args,
-        )
+        self.llm = LLM(**engine_kwargs(o, self.context, path))
         self.processor = load_processor(path, o.min_pixels, o.max_pixels)
+        self.lora_request = None
+        if o.lora:
+            from vllm.lora.request import LoRARequest
+
+            self.lora_request = LoRARequest("judge", 1, lora_path(o, self.context))
 
     def teardown(self) -> None:
         self.llm = None
@@ -122,7 +141,7 @@ class VLLMJudge(VisionJudge):
         prompt: dict[str, Any] = {"prompt": text}
         if req.images:
             prompt["multi_modal_data"] = {"image": [Image.fromarray(im) for im in req.images]}
-        kw: dict[str, Any] = dict(temperature=o.temperature, max_tokens=o.max_tokens)
+        kw: dict[str, Any] = dict(temperature=o.temperature, max_tokens=req.max_tokens or o.max_tokens)
         if o.structured_output and req.json_schema:
             kw.update(structured_params(req.json_schema))
         return prompt, SamplingParams(**kw)
@@ -131,7 +150,8 @@ class VLLMJudge(VisionJudge):
         """The whole batch in one generate() call; if it fails, each request alone."""
         try:
             pairs = [self.engine_inputs(r) for r in reqs]
-            results = self.llm.generate([p for p, _ in pairs], sampling_params=[s for _, s in pairs], use_tqdm=False)
+            results = self.llm.generate([p for p, _ in pairs], sampling_params=[s for _, s in pairs], use_tqdm=False,
+                                        lora_request=self.lora_request)
         except Exception as e:  # noqa: BLE001  (one bad item must not fail its batch)
             if len(reqs) > 1:
                 for r, a in zip(reqs, outs):

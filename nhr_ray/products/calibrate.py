@@ -139,6 +139,16 @@ def _ratings(path, excluded: Counter, notes: list[str], run_dir, triplet_col, ra
     return per_axis, {t: c.most_common(1)[0][0] for t, c in cats.items()}, run_scores
 
 
+def human_scores(ratings_path) -> tuple[dict[str, tuple[float, float]], dict[str, str], Counter]:
+    """(de-biased (adherence, aesthetics) per rated triplet, category per triplet, counted
+    exclusions): the targets `nhr-ray tune-judge` trains a validator on, read and de-biased exactly
+    as `calibrate` reads and de-biases them."""
+    excluded: Counter = Counter()
+    per_axis, category, _ = _ratings(ratings_path, excluded, [], None, None, None)
+    human = {a: debias(per_axis[a])[0] for a in AXES}
+    return {t: (human["adherence"][t], human["aesthetics"][t]) for t in human["adherence"]}, category, excluded
+
+
 def calibrate(ratings_path, predictions_path=None, threshold: float = 4.7, sweep: list[float] | None = None, *,
               run_dir=None, triplet_col: str | None = None, rater_col: str | None = None,
               predictions_triplet_col: str | None = None) -> dict[str, Any]:  # fmt: skip

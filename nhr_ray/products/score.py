@@ -2,9 +2,9 @@
 
 A reproducible random sample (a seeded draw of row indices over the whole dataset, read row group
 by row group, so only the row groups that hold a sampled row are read) is scored by the configured
-validator backend in-process, with the same scoring prompt and the same untrusted-answer parser as
-the mining run. Reported: mean adherence, mean aesthetics and the mean of the per-triplet geometric
-mean over the rows that could be scored, and a count of every row that could not (undecodable or
+validator backend in-process, with the same judge profile (scoring prompt and untrusted-answer
+parser) as the mining run's validator. Reported: mean adherence, mean aesthetics and the mean of the
+per-triplet geometric mean over the rows that could be scored, and a count of every row that could not (undecodable or
 missing image, missing instruction, unparseable or failed answer), so n = scored + unscorable.
 """
 
@@ -19,11 +19,11 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from nhr_ray.io.images import ImageRejected, decode
-from nhr_ray.parsing import parse_scores
+from nhr_ray.judges.profiles import role_profile
 from nhr_ray.products.tables import InputError
 from nhr_ray.records import geometric_score
 from nhr_ray.roles import BackendContext, build_backend
-from nhr_ray.stages.validate import score_request
+from nhr_ray.stages.validate import ask_grouped
 
 
 def dataset_files(dataset: str) -> list[Path]:
@@ -75,6 +75,7 @@ def score_dataset(dataset: str, cfg, n: int = 5000, seed: int = 0, source_col: s
     ctx = BackendContext(role="validator", run_seed=cfg.seed, num_gpus=rc.num_gpus, sim=cfg.sim, run_config=cfg)
     backend = build_backend("validator", rc.backend, rc.options, ctx)
     backend.setup()
+    profile = role_profile(cfg, "validator")
     unscorable: Counter = Counter()
     scores: list[tuple[float, float]] = []
     sampled = 0
@@ -98,12 +99,12 @@ def score_dataset(dataset: str, cfg, n: int = 5000, seed: int = 0, source_col: s
             except ImageRejected as e:
                 unscorable[f"edited_{e}"] += 1
                 continue
-            batch.append(score_request(f"row{idx}", text, src, edt))
+            batch.append(profile.requests(f"row{idx}", text, src, edt))
             if len(batch) >= batch_size:
-                _ask(backend, batch, scores, unscorable)
+                _ask(backend, profile, batch, scores, unscorable)
                 batch = []
         if batch:
-            _ask(backend, batch, scores, unscorable)
+            _ask(backend, profile, batch, scores, unscorable)
     finally:
         backend.teardown()
     arr = np.array(scores, dtype=float).reshape(-1, 2)
@@ -114,12 +115,12 @@ def score_dataset(dataset: str, cfg, n: int = 5000, seed: int = 0, source_col: s
             "mean_geometric": float(np.mean(geo)) if geo else None}  # fmt: skip
 
 
-def _ask(backend, batch, scores, unscorable) -> None:
-    for ans in backend.ask(batch):
-        if ans.error:
+def _ask(backend, profile, batch, scores, unscorable) -> None:
+    for answers in ask_grouped(backend, batch):
+        if any(a.error for a in answers):
             unscorable["validator_error"] += 1
             continue
-        p = parse_scores(ans.text)
+        p = profile.parse([a.text for a in answers])
         if p.ok:
             scores.append((p.value["adherence"], p.value["aesthetics"]))
         else:

@@ -5,9 +5,10 @@ built on that forward (catches scenes where the T2I model never drew the object 
 from __future__ import annotations
 
 from nhr_ray.io.images import decode
+from nhr_ray.judges.profiles import role_profile
 from nhr_ray.records import Verdict
 from nhr_ray.stages.base import Stage, Tally
-from nhr_ray.stages.validate import score_request, score_verdict
+from nhr_ray.stages.validate import ask_grouped, merge_usage, score_verdict
 
 
 class ConsistencyStage(Stage):
@@ -19,15 +20,17 @@ class ConsistencyStage(Stage):
         verdict, and usage."""
         cfg = self.config.consistency
         limit = self.config.output.max_image_pixels
-        reqs = [
-            score_request(t["sample_id"], t["edit_instruction"], decode(t["source_image"]["bytes"], limit),
-                          decode(t["edited_image"]["bytes"], limit), t.get("_sim_truth"))
+        profile = role_profile(self.config, "consistency")
+        groups = [
+            profile.requests(t["sample_id"], t["edit_instruction"], decode(t["source_image"]["bytes"], limit),
+                             decode(t["edited_image"]["bytes"], limit), t.get("_sim_truth"))
             for t in inverses
-        ]
+        ]  # fmt: skip
         out, usage = {}, []
-        for t, ans in zip(inverses, self.backend.ask(reqs) if reqs else []):
-            usage.append(ans.usage)
-            out[t["sample_id"]] = score_verdict(self.name, ans, cfg.min_adherence, cfg.min_aesthetics, self.config.answers.max_chars)
+        for t, answers in zip(inverses, ask_grouped(self.backend, groups)):
+            usage.append(merge_usage(answers))
+            out[t["sample_id"]] = score_verdict(self.name, answers, profile, cfg.min_adherence, cfg.min_aesthetics,
+                                                  self.config.answers.max_chars)
         return out, usage
 
 

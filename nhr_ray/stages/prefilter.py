@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 
-from nhr_ray.parsing import SCORES_SCHEMA, parse_yes_no, raw_text
+from nhr_ray.judges.profiles import JudgeProfile, role_profile
+from nhr_ray.parsing import parse_yes_no, raw_text
 from nhr_ray.prompts import render
 from nhr_ray.records import Attempt, Source, Verdict
 from nhr_ray.roles import VLMRequest
 from nhr_ray.stages.base import Stage, Tally, error_verdict
-from nhr_ray.stages.validate import score_verdict
+from nhr_ray.stages.validate import ask_grouped, score_verdict
 
 
 class PrefilterStage(Stage):
@@ -29,39 +30,46 @@ class PrefilterStage(Stage):
                 tally.add(a.verdicts[-1])
             tally.notes["prefilter_disabled"] += len(live)
             return attempts, tally
-        reqs: list[VLMRequest] = []
+        profile = role_profile(self.config, "prefilter")
+        groups: list[list[VLMRequest]] = []
+        n_scores = 0  # score questions per candidate (the profile's); the yes/no questions follow them
         for a in live:
             src = sources[a.job.source_id].image
             aid, truth = a.job.attempt_id, a.sim_truth
-            reqs.append(VLMRequest(aid, "edit_scores", render("edit_scores", instruction=a.instruction.text),
-                                   [src, a.edited], SCORES_SCHEMA, truth))
+            g = profile.requests(aid, a.instruction.text, src, a.edited, truth)
+            n_scores = len(g)
             if cfg.check_unwanted_change:
-                reqs.append(VLMRequest(aid, "unwanted_change", render("unwanted_change", instruction=a.instruction.text),
-                                       [src, a.edited], None, truth))
+                g.append(VLMRequest(aid, "unwanted_change", render("unwanted_change", instruction=a.instruction.text),
+                                    [src, a.edited], None, truth))
             if cfg.check_aesthetics:
-                reqs.append(VLMRequest(aid, "aesthetics", render("aesthetics"), [a.edited], None, truth))
-        answers = iter(self.backend.ask(reqs) if reqs else [])
-        for a in live:
-            got = {"edit_scores": next(answers)}
+                g.append(VLMRequest(aid, "aesthetics", render("aesthetics"), [a.edited], None, truth))
+            groups.append(g)
+        for a, answers in zip(live, ask_grouped(self.backend, groups)):
+            got = {"edit_scores": answers[:n_scores]}
+            rest = iter(answers[n_scores:])
             if cfg.check_unwanted_change:
-                got["unwanted_change"] = next(answers)
+                got["unwanted_change"] = next(rest)
             if cfg.check_aesthetics:
-                got["aesthetics"] = next(answers)
-            a.gpu_seconds[self.name] = sum(x.gpu_seconds for x in got.values())
-            v = decide(got, cfg, self.config.answers.max_chars)
+                got["aesthetics"] = next(rest)
+            a.gpu_seconds[self.name] = sum(x.gpu_seconds for x in answers)
+            v = decide(got, cfg, profile, self.config.answers.max_chars)
             a.verdicts.append(v)
             tally.add(v)
         return attempts, tally
 
 
-def decide(got: dict, cfg, max_chars: int) -> Verdict:
-    """Scores first (both thresholds), then each yes/no question; the first failure names the drop."""
-    raw = json.dumps({k: ans.text if ans.text is None else raw_text(ans.text, max_chars) for k, ans in got.items()},
-                     ensure_ascii=False)  # fmt: skip
+def decide(got: dict, cfg, profile: JudgeProfile, max_chars: int) -> Verdict:
+    """Scores first (both thresholds), then each yes/no question; the first failure names the drop.
+    got: 'edit_scores' -> the score answers (a list: a profile may ask more than once), each yes/no
+    question -> its answer."""
+    scores = got["edit_scores"]
+    texts = {k: (profile.raw([x.text for x in ans]) if k == "edit_scores" else ans.text) for k, ans in got.items()}
+    raw = json.dumps({k: t if t is None else raw_text(t, max_chars) for k, t in texts.items()}, ensure_ascii=False)
     for k, ans in got.items():
-        if ans.error:
-            return error_verdict("prefilter", f"{k}:{ans.error}", raw)
-    v = score_verdict("prefilter", got["edit_scores"], cfg.min_adherence, cfg.min_aesthetics, max_chars)
+        err = next((x.error for x in ans if x.error), None) if k == "edit_scores" else ans.error
+        if err:
+            return error_verdict("prefilter", f"{k}:{err}", raw)
+    v = score_verdict("prefilter", scores, profile, cfg.min_adherence, cfg.min_aesthetics, max_chars)
     v.raw = raw
     for question, no_reason in (("unwanted_change", "unwanted_change_or_vague"), ("aesthetics", "not_aesthetic")):
         if not v.keep or question not in got:

@@ -1,25 +1,45 @@
 """Stage 8: hard validation. The strongest judge scores every pre-filtered candidate; keep adherence
->= 4.7 and aesthetics >= 4.7 (config). Also used by stage 11 on inverse triplets."""
+>= 4.7 and aesthetics >= 4.7 (config). Also used by stage 11 on inverse triplets.
+
+How a judge is asked and how its answer is read is its profile's business (nhr_ray/judges,
+`judging.<role>.profile`); a profile may need more than one question per candidate."""
 
 from __future__ import annotations
 
-from nhr_ray.parsing import MAX_ANSWER_CHARS, SCORES_SCHEMA, parse_scores, raw_text
-from nhr_ray.prompts import render
+from nhr_ray.judges.profiles import JudgeProfile, role_profile
+from nhr_ray.parsing import MAX_ANSWER_CHARS, raw_text, too_long
 from nhr_ray.records import Attempt, Source, Verdict
 from nhr_ray.roles import Answer, VLMRequest
 from nhr_ray.stages.base import Stage, Tally, error_verdict
 
 
-def score_request(item_id: str, instruction: str, before, after, truth=None) -> VLMRequest:
-    return VLMRequest(item_id, "edit_scores", render("edit_scores", instruction=instruction), [before, after], SCORES_SCHEMA, truth)
+def ask_grouped(backend, groups: list[list[VLMRequest]]) -> list[list[Answer]]:
+    """One backend call for every candidate's questions; the answers regrouped per candidate."""
+    flat = [r for g in groups for r in g]
+    answers = iter(backend.ask(flat) if flat else [])
+    return [[next(answers) for _ in g] for g in groups]
 
 
-def score_verdict(stage: str, ans: Answer, min_adherence: float, min_aesthetics: float,
+def merge_usage(answers: list[Answer]) -> dict[str, float]:
+    usage: dict[str, float] = {}
+    for ans in answers:
+        for k, x in ans.usage.items():
+            usage[k] = usage.get(k, 0.0) + x
+    return usage
+
+
+def score_verdict(stage: str, answers: list[Answer], profile: JudgeProfile, min_adherence: float, min_aesthetics: float,
                   max_chars: int = MAX_ANSWER_CHARS) -> Verdict:  # fmt: skip
-    raw = raw_text(ans.text, max_chars)
-    if ans.error:
-        return error_verdict(stage, ans.error, raw)
-    s = parse_scores(ans.text, max_chars=max_chars)
+    """The verdict on one candidate's score answers: an answer over `max_chars` is not parsed
+    (`scores_answer_too_long`), whatever the profile; the raw text kept is capped the same way."""
+    texts = [a.text for a in answers]
+    raw = raw_text(profile.raw(texts), max_chars)
+    err = next((a.error for a in answers if a.error), None)
+    if err:
+        return error_verdict(stage, err, raw)
+    if any(too_long(t, max_chars) for t in texts):
+        return Verdict(stage, False, "scores_answer_too_long", raw)
+    s = profile.parse(texts)
     if not s.ok:
         return Verdict(stage, False, f"scores_{s.reason}", raw)
     adh, aes = s.value["adherence"], s.value["aesthetics"]
@@ -36,14 +56,16 @@ class ValidateStage(Stage):
 
     def process(self, attempts: list[Attempt], sources: dict[str, Source]) -> tuple[list[Attempt], Tally]:
         cfg = self.config.validation
+        profile = role_profile(self.config, "validator")
         tally = Tally(self.name)
         live = [a for a in attempts if a.alive]
-        reqs = [score_request(a.job.attempt_id, a.instruction.text, sources[a.job.source_id].image, a.edited, a.sim_truth) for a in live]
-        for a, ans in zip(live, self.backend.ask(reqs) if reqs else []):
-            a.gpu_seconds[self.name] = ans.gpu_seconds
-            for k, x in ans.usage.items():
+        groups = [profile.requests(a.job.attempt_id, a.instruction.text, sources[a.job.source_id].image, a.edited, a.sim_truth)
+                  for a in live]  # fmt: skip
+        for a, answers in zip(live, ask_grouped(self.backend, groups)):
+            a.gpu_seconds[self.name] = sum(x.gpu_seconds for x in answers)
+            for k, x in merge_usage(answers).items():
                 a.usage[k] = a.usage.get(k, 0.0) + x
-            v = score_verdict(self.name, ans, cfg.min_adherence, cfg.min_aesthetics, self.config.answers.max_chars)
+            v = score_verdict(self.name, answers, profile, cfg.min_adherence, cfg.min_aesthetics, self.config.answers.max_chars)
             a.verdicts.append(v)
             tally.add(v)
         return attempts, tally

@@ -103,6 +103,9 @@ class FakeAPIServer:
             def do_POST(self):
                 server._handle(self)
 
+            def do_GET(self):  # a subclass's protocol may poll (fake_vertex.py)
+                server._handle(self)
+
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._httpd.request_queue_size = 256

@@ -182,14 +182,14 @@ class _Gemini:
                 pass
         self._client = self._caller = None
 
-    def _config(self, system: str, schema: dict[str, Any] | None):
+    def _config(self, system: str, schema: dict[str, Any] | None, max_tokens: int | None = None):
         from google.genai import types
 
         kw: dict[str, Any] = {"temperature": self.options.temperature}
         if system:
             kw["system_instruction"] = system
-        if self.options.max_output_tokens:
-            kw["max_output_tokens"] = self.options.max_output_tokens
+        if max_tokens or self.options.max_output_tokens:
+            kw["max_output_tokens"] = max_tokens or self.options.max_output_tokens
         if self.options.thinking_budget is not None:
             kw["thinking_config"] = types.ThinkingConfig(thinking_budget=self.options.thinking_budget)
         if schema:
@@ -222,10 +222,13 @@ class GeminiJudge(_Gemini, VisionJudge):
             self.setup()
         sends, est = [], []
         for r in requests:
-            parts = [types.Part.from_bytes(data=png_bytes(im), mime_type="image/png") for im in r.images]
-            parts.append(types.Part.from_text(text=r.prompt))
+            parts = [
+                types.Part.from_bytes(data=png_bytes(r.images[x]), mime_type="image/png") if isinstance(x, int)
+                else types.Part.from_text(text=x)
+                for x in r.content()
+            ]  # fmt: skip
             contents = [types.Content(role="user", parts=parts)]
-            sends.append(self._sender(contents, self._config("", r.json_schema)))
+            sends.append(self._sender(contents, self._config("", r.json_schema, r.max_tokens)))
             est.append(estimate_tokens(r.prompt, len(r.images), 258, self.options.expected_output_tokens))
         return self._run(sends, est)
 
