@@ -19,6 +19,7 @@ from nhr_ray.io.store import Store
 from nhr_ray.runtime.driver import Miner
 from nhr_ray.runtime.finalize import finalize
 from nhr_ray.runtime.funnel import format_table
+from nhr_ray.resumable import differences, flat_config
 
 log = logging.getLogger(__name__)
 
@@ -68,23 +69,11 @@ def model_names(cfg: RunConfig) -> dict[str, str]:
 
 
 STATE_FORMAT = "nhr-ray-run/1"
-VOLATILE = ("output.progress", "ray")  # may differ between a run and its resumption
-
-
-def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v and k != "options":
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def fingerprint(cfg: RunConfig) -> dict[str, Any]:
-    flat = _flat(cfg.model_dump(mode="json"))
-    return {k: v for k, v in flat.items() if not any(k == p or k.startswith(p + ".") for p in VOLATILE)}
+    """The whole config as dotted keys (state/run.json); nhr_ray/resumable.py says which may differ."""
+    return flat_config(cfg)
 
 
 def open_output(cfg: RunConfig, out: str) -> tuple[Store, bool]:
@@ -100,8 +89,7 @@ def open_output(cfg: RunConfig, out: str) -> tuple[Store, bool]:
             raise RunError(f"{out}/state/run.json is unreadable ({type(e).__name__}); refusing to resume") from None
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise RunError(f"{out}/state/run.json is not an nhr-ray run state; refusing to resume")
-        old = state.get("fingerprint", {})
-        diff = sorted(k for k in set(old) | set(fp) if old.get(k) != fp.get(k))
+        diff = differences(state.get("fingerprint", {}), fp)
         if diff:
             raise RunError(f"{out} holds a run with another config (differs at {', '.join(diff[:5])}); "
                            "resume with the same config or choose a new --out")

@@ -9,8 +9,16 @@ Other policies (policies.py) weight categories and stop pairs early.
 
 Budget: `budget_clock='busy'` counts busy GPU-seconds (what calls took x GPUs, reported by the
 actors), `'reserved'` counts GPUs held x wall time (see ledger.py; never less than busy). Jobs in
-flight hold an estimate of their cost (running mean of completed jobs, else the prior) and a draw
-is cut to what the budget left can pay for, so issuing stops within one job of the budget.
+flight hold an estimate of their cost and a draw is cut to what the budget left can pay for, so
+issuing stops within one job of the budget. The estimate is the mean cost of jobs this run issued
+and measured (a cost > 0 reported by the actors), the prior until eight are in, and never below
+MIN_ESTIMATE_SHARE of the prior: jobs taken from the record after a restart, and jobs that failed
+before any GPU work, are paid but never measured.
+
+Resume: `resume_done` takes the jobs the run's record holds out of the queue (paying their recorded
+costs and showing their results to the policy), whether the queue was restored from a checkpoint
+or rebuilt from the record; a recorded job whose source is not known yet leaves the queue when its
+source is added. A job the record holds is never drawn again.
 """
 
 from __future__ import annotations
@@ -32,19 +40,15 @@ from nhr_ray.scheduler.policies import ACTIVE, STATUS_NAMES, make_policy
 from nhr_ray.scheduler.space import ATTEMPT_BITS, JobSpace
 
 DEFAULT_CATEGORIES = ["removal", "addition", "colour_change", "replacement", "style"]
+MIN_ESTIMATE_SHARE = 1e-3  # the per-job estimate never falls below this share of the prior (> 0)
 
 
 def scheduler_config_hash(cfg) -> str:
-    """Hash of what defines a run's job space and draws: the whole config except the budget (a
-    resumed run may extend it) and the output/ray/role placement sections."""
-    import hashlib
-    import json
+    """Hash of what defines a run's job space and draws: every config field a resumed or extended
+    run may not change (nhr_ray/resumable.py holds the one list of those it may)."""
+    from nhr_ray.resumable import config_hash
 
-    d = cfg.model_dump(mode="json")
-    for k in ("output", "ray", "roles"):
-        d.pop(k, None)
-    d["scheduler"].pop("budget_gpu_hours", None)
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+    return config_hash(cfg)
 
 
 @dataclass
@@ -110,11 +114,13 @@ class JobScheduler:
         self._cancelled_by_source: dict[int, int] = {}
         self.c = dict.fromkeys(
             ["issued", "done_jobs", "wasted", "unknown_completions", "cancelled_jobs", "requeued",
-             "abandoned_after_restart", "redone_unrecorded", "jobs_total"], 0
+             "abandoned_after_restart", "redone_unrecorded", "jobs_total", "taken_from_record", "drawn_again_recorded"], 0
         )  # fmt: skip
         self._recorded: set[int] = set()  # job keys the run's record holds (resume_done, while resuming)
         self._resume_index: dict[str, int] | None = None  # source id -> index, while resuming
+        self._recorded_later: dict[str, list] = {}  # source id -> recorded (instruction, attempt, result) of a source not added yet
         self.done_cost = self.wasted_s = 0.0
+        self.measured_n, self.measured_s = 0, 0.0  # jobs this run issued and measured (cost > 0): the estimate
         self.stopped = dict.fromkeys(STATUS_NAMES.values(), 0)
         self.cat_stats = {k: np.zeros(len(self.category_names), np.int64)
                           for k in ("issued", "completed", "prefilter_pass", "validator_pass")}  # fmt: skip
@@ -142,6 +148,14 @@ class JobScheduler:
         counts = np.array([len(c) for c in categories], np.int64)
         self.space.add_sources(source_ids, counts, flat, full[flat].astype(self.space.mask_dtype))
         self.c["jobs_total"] += int(np.bitwise_count(full[flat]).sum())
+        if self._recorded_later:  # jobs the record holds for a source it had not recorded: out of the queue now
+            later = [(sid, self._recorded_later.pop(sid)) for sid in source_ids if sid in self._recorded_later]
+            first = self.space.n_sources - len(source_ids)
+            for sid, items in later:
+                i = first + source_ids.index(sid)
+                for inst, att, result in items:
+                    if inst < len(categories[i - first]) and att < 1 << ATTEMPT_BITS:
+                        self._take_recorded(((int(self.space.first_pair[i]) + inst) << ATTEMPT_BITS) | att, result)
 
     def _full_masks(self) -> np.ndarray:
         """Per category, the attempt bits a new pair starts with (M as the policy sets it)."""
@@ -152,8 +166,10 @@ class JobScheduler:
         return {s.decode() for s in self.space.src_ids[: self.space.n_sources].tolist()}
 
     def estimate(self) -> float:
-        n = self.c["done_jobs"]
-        return self.done_cost / n if n >= 8 else self.prior
+        """GPU-seconds a job in flight holds: the mean measured cost once eight jobs this run issued
+        were measured, else the prior; never below MIN_ESTIMATE_SHARE of the prior, so never 0."""
+        mean = self.measured_s / self.measured_n if self.measured_n >= 8 else self.prior
+        return max(mean, self.prior * MIN_ESTIMATE_SHARE)
 
     # -- budget ------------------------------------------------------------------------------
     def set_reserved(self, gpus: float | dict[str, float], now: float | None = None) -> None:
@@ -256,18 +272,38 @@ class JobScheduler:
         self.inflight_s -= est
         self.c["done_jobs"] += 1
         self.done_cost += total
+        if total > 0:  # a job that failed before any GPU work tells nothing about what jobs cost
+            self.measured_n += 1
+            self.measured_s += total
         pair = key >> ATTEMPT_BITS
         cat = int(self.space.cat[pair])
         self.cat_stats["completed"][cat] += 1
+        if self._show_result(pair, cat, result):
+            self.c["wasted"] += 1
+            self.wasted_s += total
+
+    def _show_result(self, pair: int, cat: int, result: dict[str, Any] | None) -> bool:
+        """Count a result and show it to the policy; True when the pair was stopped already."""
         if result is None:
-            return
+            return False
         self.cat_stats["prefilter_pass"][cat] += bool(result.get("prefilter_pass"))
         self.cat_stats["validator_pass"][cat] += bool(result.get("validator_pass"))
         if self.space.state[pair] & 7 != ACTIVE:
-            self.c["wasted"] += 1
-            self.wasted_s += total
-            return
+            return True
         self.policy.on_result(self, pair, cat, result)
+        return False
+
+    def skip_recorded(self, attempts: list[str | int]) -> None:
+        """Drawn jobs the caller found in the run's record: out of flight, counted, never measured
+        and never paid (their cost was paid when the record was read back)."""
+        for attempt in attempts:
+            key = self._key(attempt)
+            est = self.inflight.pop(key, None) if key is not None else None
+            if est is not None:
+                self.inflight_s -= est
+                self.c["done_jobs"] += 1
+                self.cat_stats["completed"][int(self.space.cat[key >> ATTEMPT_BITS])] += 1
+            self.c["drawn_again_recorded"] += 1
 
     def _pay(self, costs: dict[str, tuple[str, float]]) -> float:
         """Book an attempt's costs (stage -> (role, GPU-s)) in the ledger; returns their sum."""
@@ -275,33 +311,48 @@ class JobScheduler:
             self.ledger.add(role, stage, s)
         return float(sum(s for _, s in costs.values()))
 
-    def resume_done(self, items: list[tuple[str | int, dict[str, tuple[str, float]]]]) -> dict[str, int]:
-        """After load(): attempts the run's record shows finished, with their costs. One the restored
-        queue still holds (it finished after the checkpoint, or was in flight at it) leaves the queue
-        and counts as done, costs included; one it does not hold was counted by the checkpoint."""
+    def resume_done(self, items: list[tuple]) -> dict[str, int]:
+        """Attempts the run's record shows finished: (attempt id, costs[, result]), in record order,
+        after load() or on a queue rebuilt from the record. One the queue still holds leaves it and
+        counts as done: its cost is paid, its result shown to the policy, nothing measured. After
+        load(), one the queue does not hold was counted by the checkpoint. One whose source is not
+        in the queue yet is paid now and leaves the queue when add_sources brings its source."""
         out = {"taken": 0, "counted_before": 0, "unknown": 0}
         if self._resume_index is None:  # every source, not only those with jobs in flight; kept for
             n = self.space.n_sources    # the record's later chunks, dropped by requeue_unrecorded
             self._resume_index = {x.decode(): i for i, x in enumerate(self.space.src_ids[:n].tolist())}
-        for attempt, costs in items:
+        for attempt, costs, *rest in items:
+            result = rest[0] if rest else None
             key = self._key(attempt, self._resume_index)
             if key is None:
+                pid, _, att = str(attempt).rpartition(".m")
+                src, _, inst = pid.rpartition(".i")
+                self._recorded_later.setdefault(src, []).append((int(inst), int(att), result))
+                self._pay(costs)
                 out["unknown"] += 1
                 continue
             self._recorded.add(key)
-            pair, att = key >> ATTEMPT_BITS, key & ((1 << ATTEMPT_BITS) - 1)
-            if not (int(self.space.mask[pair]) >> att) & 1:
+            if not (int(self.space.mask[key >> ATTEMPT_BITS]) >> (key & ((1 << ATTEMPT_BITS) - 1))) & 1:
                 out["counted_before"] += 1
                 continue
-            cat = int(self.space.cat[pair])
-            self.space._take(cat, np.array([pair], np.int64), np.array([att], np.int64))
-            self.c["issued"] += 1
-            self.c["done_jobs"] += 1
             self.done_cost += self._pay(costs)
-            self.cat_stats["issued"][cat] += 1
-            self.cat_stats["completed"][cat] += 1
+            self._take_recorded(key, result)
             out["taken"] += 1
         return out
+
+    def _take_recorded(self, key: int, result: dict[str, Any] | None) -> None:
+        """A job the record holds leaves the queue, done (no-op when it is not queued)."""
+        pair, att = key >> ATTEMPT_BITS, key & ((1 << ATTEMPT_BITS) - 1)
+        if not (int(self.space.mask[pair]) >> att) & 1:
+            return
+        cat = int(self.space.cat[pair])
+        self.space._take(cat, np.array([pair], np.int64), np.array([att], np.int64))
+        self.c["issued"] += 1
+        self.c["done_jobs"] += 1
+        self.c["taken_from_record"] += 1
+        self.cat_stats["issued"][cat] += 1
+        self.cat_stats["completed"][cat] += 1
+        self._show_result(pair, cat, result)
 
     def requeue_unrecorded(self) -> int:
         """After load() and resume_done(): jobs the checkpoint counted as finished but the run's
@@ -363,6 +414,7 @@ class JobScheduler:
         head = {
             **self._identity(), "categories": self.category_names, "counters": self.c,
             "done_cost": self.done_cost, "wasted_s": self.wasted_s, "stopped": self.stopped,
+            "measured": [self.measured_n, self.measured_s],
             "rng": self.rng.bit_generator.state, "ledger": self.ledger.state(), "policy_state": self.policy.state(),
         }  # fmt: skip
         arrays = self.space.arrays()
@@ -378,6 +430,7 @@ class JobScheduler:
         self.space.load_arrays(arrays)
         self.c.update(head["counters"])
         self.done_cost, self.wasted_s = head["done_cost"], head["wasted_s"]
+        self.measured_n, self.measured_s = head.get("measured", [0, 0.0])  # older checkpoints: the prior until 8 are in
         self.stopped.update(head["stopped"])
         self.rng.bit_generator.state = head["rng"]
         self.ledger.load_state(head["ledger"])
@@ -437,6 +490,8 @@ class JobScheduler:
             "jobs_requeued_after_restart": self.c["requeued"],
             "jobs_abandoned_after_restart": self.c["abandoned_after_restart"],
             "jobs_redone_unrecorded": self.c["redone_unrecorded"],
+            "jobs_taken_from_record": self.c["taken_from_record"],
+            "jobs_drawn_again_recorded": self.c["drawn_again_recorded"],
             "unknown_completions": self.c["unknown_completions"],
             "pairs_stopped": dict(self.stopped),
             "policy": self.policy_name,
