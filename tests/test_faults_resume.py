@@ -109,9 +109,10 @@ def test_resume_refuses_another_config_and_foreign_state(tmp_path):
     from nhr_ray.runtime.pipeline import RunError, open_output
 
     cfg = small_config(**SETS)
-    store, resumed = open_output(cfg, str(tmp_path / "a"))
-    assert not resumed
-    assert open_output(cfg, str(tmp_path / "a"))[1] is True  # same config: resume
+    out = open_output(cfg, str(tmp_path / "a"))
+    assert out.mode == "new" and not (tmp_path / "a").exists()  # nothing written until the run starts work
+    out.commit()
+    assert open_output(cfg, str(tmp_path / "a")).mode == "resumed"  # same config: resume
     with pytest.raises(RunError, match="another config .*edit.attempts_per_instruction"):
         open_output(small_config(**SETS, **{"edit.attempts_per_instruction": 2}), str(tmp_path / "a"))
     (tmp_path / "a" / "state" / "run.json").write_text("{not json")

@@ -407,7 +407,7 @@ class Miner:
         stats = ray.get(self.scheduler.stats.remote())
         stats["restored_from_checkpoint"] = self.restored
         self.metrics.gauges(self.pools, stats, force=True)
-        return {"ledger": ray.get(self.scheduler.ledger.remote()), "scheduler": stats,
+        return {"ledger": ray.get(self.scheduler.ledger.remote()), "scheduler": stats, "budget_exhausted": exhausted,
                 "usage": self.usage.as_dict(), "reissued_batches": self.reissued,
                 "pools": {r: {"actors_started": len(p.actors), "gpus_per_actor": p.gpus_per_actor}
                           for r, p in self.pools.items()},
