@@ -32,6 +32,7 @@ from nhr_ray.io.store import Store
 from nhr_ray.records import Instruction, Scene, Source, Verdict, geometric_score
 from nhr_ray.runtime.actors import Pool, Starter
 from nhr_ray.runtime.autosize import Sizer, initial_counts
+from nhr_ray.runtime.checkpoint_sync import CheckpointSync
 from nhr_ray.runtime.elastic import Elastic
 from nhr_ray.runtime.funnel import Funnel
 from nhr_ray.runtime.locality import chain_cross_node_bytes
@@ -135,6 +136,7 @@ class Miner:
             "cpu": Pool("cpu", LowLevelStage, cfg, cfg.ray.cpu_workers, 0, 0.5, self.run_name, self.starter),
         }
         s = cfg.scheduler
+        self.ckpt = CheckpointSync(self.store)
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.scheduler = SchedulerActor.options(scheduling_strategy=here).remote(  # lives and dies with the driver's node
             run_seed=cfg.seed,
@@ -147,11 +149,12 @@ class Miner:
             config_hash=scheduler_config_hash(cfg),
             # what a job holds of the budget until eight were measured: SPEC.md's cost per attempt
             prior_job_cost=sum(PRIOR_GPU_S_PER_ATTEMPT[r] for r in ("editor", "prefilter", "validator")),
-            # atomic checkpoints need a local folder; a resumed run continues from the checkpoint
-            # (same permutation, ledger, policy state) and reconciles it with the Parquet record
-            checkpoint_path=self.store.path("state", "scheduler.npz") if self.store.local else None,
+            # atomic checkpoints in a local file (copied to a remote --out by the driver); a resumed
+            # run continues from the checkpoint (same permutation, ledger, policy state) and
+            # reconciles it with the Parquet record
+            checkpoint_path=self.ckpt.path,
             checkpoint_every_s=s.checkpoint_every_s,
-            resume=self.store.local,
+            resume=True,
         )
         # jobs per pair as the policy sets them (per_category_m), so source images are let go in time
         self._attempts_for = make_policy(s.policy, s.policy_options, [], cfg.edit.attempts_per_instruction, s.unit).attempts_for
@@ -200,6 +203,8 @@ class Miner:
         for p in getattr(self, "pools", {}).values():
             p.shutdown()
         self.pools = {}
+        if hasattr(self, "ckpt"):
+            self.ckpt.close()
 
     # -- resume --------------------------------------------------------------------------------
     def _load_designs(self) -> dict[int, dict]:
@@ -397,13 +402,14 @@ class Miner:
                 self.sizer.tick(stats, self._waiting(source_queue, pending_jobs, stats))
             self.progress.update(self.funnel, stats, exhausted)
             self.metrics.gauges(self.pools, stats)
+            self.ckpt.sync()
 
         self._mark("loop_end")
         self.src_writer.close()
         self.att_writer.close()
         self.progress.close()
-        if self.store.local:
-            ray.get(self.scheduler.checkpoint.remote())  # final, atomic: <out>/state/scheduler.npz
+        ray.get(self.scheduler.checkpoint.remote())  # final, atomic: <out>/state/scheduler.npz
+        self.ckpt.sync()
         stats = ray.get(self.scheduler.stats.remote())
         stats["restored_from_checkpoint"] = self.restored
         self.metrics.gauges(self.pools, stats, force=True)
