@@ -115,7 +115,7 @@ def test_recorded_answers_round_trip(tmp_path):
     assert got[("inversion", "S.n00.i0.m1")][0] == "make it blue" and got[("inversion", "S.n00.i0.m1")][2] == {"usd": 0.01}
     v = got[("consistency", "S.n00.i0.m1")][1]
     assert (v.keep, v.reason, v.adherence, v.failed) == (False, "low_adherence", 3.0, False)
-    Funnel().tally("inversion").add(got[("inversion", "S.n00.i0.m1")][1])
+    assert fs.recorded_usd(store) == pytest.approx(0.01)  # a resumed run's api.max_cost_usd counts it
 
 
 def test_a_published_winner_stays_the_winner_when_a_better_attempt_of_its_pair_comes(tmp_path):

@@ -33,6 +33,7 @@ from nhr_ray.records import Instruction, Scene, Source, Verdict, geometric_score
 from nhr_ray.runtime.actors import Pool, Starter
 from nhr_ray.runtime.autosize import Sizer, initial_counts
 from nhr_ray.runtime.checkpoint_sync import CheckpointSync
+from nhr_ray.runtime.finalize_state import recorded_usd
 from nhr_ray.runtime.elastic import Elastic
 from nhr_ray.runtime.funnel import Funnel
 from nhr_ray.runtime.locality import chain_cross_node_bytes
@@ -266,8 +267,9 @@ class Miner:
 
     def _carry_api_spend(self) -> None:
         """A resumed run's api.max_cost_usd counts what the run spent before the restart (the
-        recorded calls; calls in flight at the crash were paid but left no record)."""
-        spent = sum(u.get("usd", 0.0) for u in self.usage.by_role.values())
+        recorded calls, the final stages' recorded answers included; calls in flight at the crash
+        were paid but left no record)."""
+        spent = sum(u.get("usd", 0.0) for u in self.usage.by_role.values()) + recorded_usd(self.store)
         if spent > 0 and self.cfg.api.max_cost_usd is not None:
             from nhr_ray.backends.api.common import budget_scope
             from nhr_ray.runtime.ratelimit import shared_limiter

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import posixpath
 from collections import defaultdict
-from typing import Any
 
 import pyarrow as pa
 
@@ -122,7 +121,7 @@ class Answers:
         self.writer.close()
 
 
-def merge_usage(usage, role: str, items: list[dict[str, Any]]) -> None:
-    for u in items:
-        if u:
-            usage.add(role, u)
+def recorded_usd(store: Store) -> float:
+    """What the recorded answers' API calls cost (a resumed run's api.max_cost_usd counts it)."""
+    return sum(json.loads(r["usage"]).get("usd", 0.0) for r in iter_rows(store, "answers", ["usage"], directory="state")
+               if r["usage"])
