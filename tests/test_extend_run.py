@@ -71,3 +71,17 @@ def test_another_config_on_a_finished_run_is_refused(extended):
     out, _ = extended
     with pytest.raises(RunError, match="differs at edit.attempts_per_instruction"):
         run(small_config(**SETS, **{"scheduler.budget_gpu_hours": 1.0, "edit.attempts_per_instruction": 3}), out)
+
+
+def test_a_crashed_run_resumed_with_a_larger_budget_continues(extended):
+    """Killed after its final stages, before manifest.json (its last write): the same folder with a
+    larger budget resumes and continues the queue."""
+    out, first = extended
+    before, ids_before = _digest(out), set(_attempt_ids(out))
+    (out / "manifest.json").unlink()
+    m = run(_cfg(0.45), out)["manifest"]
+    assert m["resumed"] and m["parts"][-1]["resumed"] and [p["budget_gpu_hours"] for p in m["parts"]] == [B1, 0.45]
+    ids = _attempt_ids(out)
+    assert len(ids) == len(set(ids)) and ids_before < set(ids) and abs(m["parts"][-1]["spent_gpu_hours"] - 0.45) <= BATCH_H
+    now = _digest(out)
+    assert {k: now.get(k) for k in before} == before

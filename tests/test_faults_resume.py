@@ -125,6 +125,10 @@ def test_resume_refuses_another_config_and_foreign_state(tmp_path):
     (tmp_path / "b" / "data" / "x.parquet").write_bytes(b"PAR1")
     with pytest.raises(RunError, match="unknown run"):
         open_output(cfg, str(tmp_path / "b"))
+    (tmp_path / "c" / "state").mkdir(parents=True)  # state of a run without its run.json: not ours to resume
+    (tmp_path / "c" / "state" / "scheduler.npz").write_bytes(b"PK")
+    with pytest.raises(RunError, match="unknown run"):
+        open_output(cfg, str(tmp_path / "c"))
 
 
 def test_metrics_reach_the_prometheus_endpoint(reference, tmp_path):

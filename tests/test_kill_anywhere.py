@@ -34,12 +34,12 @@ def _attempt_shards(out: Path) -> int:
     return len(_files(out, "data/attempts-*.parquet"))
 
 
-# the moments, as predicates on what the run has written (tail: most attempts, taken from the reference)
+# the moments, as predicates on what the run has written (tail: 85 % of the reference's attempts)
 MOMENTS = {
     "design": lambda out, ref: bool(_files(out, "state/design-*.json")),
     "sources": lambda out, ref: bool(_files(out, "data/sources-*.parquet")),
     "first_edits": lambda out, ref: _attempt_shards(out) >= 1,
-    "tail": lambda out, ref: _attempt_shards(out) >= 0.6 * ref["attempts"] / SETS["output.shard_rows"],
+    "tail": lambda out, ref: _attempt_shards(out) >= 0.85 * ref["attempts"] / SETS["output.shard_rows"],
     "checkpoint": lambda out, ref: (out / "state" / "scheduler.npz").exists(),
     "finalize": lambda out, ref: (out / "state" / "finalize" / "STARTED.json").exists(),
     "finalize_answers": lambda out, ref: bool(_files(out, "state/answers-*.parquet")),

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import small_config
-from nhr_ray.runtime.pipeline import RunError, open_output, run
+from nhr_ray.runtime.pipeline import NothingToDo, RunError, open_output, run
 
 
 def _triplets(out):
@@ -116,9 +116,13 @@ def test_budget_stops_issuing(ray_local, tmp_path):
 
 
 def test_refuses_to_overwrite_a_run(small_run):
+    """A finished run is never overwritten: the same command again has nothing to do (a larger budget
+    would extend it: test_extend_run.py)."""
     out, _ = small_run
-    with pytest.raises(RunError, match="already holds a complete run"):
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(NothingToDo, match="holds a complete run whose queue was drawn to the end"):
         run(small_config(), out)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_console_script_end_to_end(tmp_path):

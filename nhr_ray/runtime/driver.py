@@ -33,8 +33,8 @@ from nhr_ray.records import Instruction, Scene, Source, Verdict, geometric_score
 from nhr_ray.runtime.actors import Pool, Starter
 from nhr_ray.runtime.autosize import Sizer, initial_counts
 from nhr_ray.runtime.checkpoint_sync import CheckpointSync
-from nhr_ray.runtime.finalize_state import recorded_usd
 from nhr_ray.runtime.elastic import Elastic
+from nhr_ray.runtime.finalize_state import recorded_usd
 from nhr_ray.runtime.funnel import Funnel
 from nhr_ray.runtime.locality import chain_cross_node_bytes
 from nhr_ray.runtime.metrics import RunMetrics

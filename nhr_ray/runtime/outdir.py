@@ -131,7 +131,7 @@ def open_output(cfg, out: str) -> Output:
                 raise RunError(f"{out}/manifest.json is unreadable ({type(e).__name__})") from None
             return Output(store, "extended", state, _extension(cfg, out, manifest))
         return Output(store, "resumed", state, list(state.get("parts", [])))
-    if store.exists("manifest.json") or store.glob("data", ""):
+    if store.exists("manifest.json") or store.glob("data", "") or store.glob("state", "", ""):
         raise RunError(f"{out} holds data of an unknown run; choose a new --out directory")
     existed = store.fs.get_file_info(store.root).type.name != "NotFound"
     return Output(store, "new", {"format": STATE_FORMAT, "fingerprint": fp, "started": now()}, root_existed=existed)
