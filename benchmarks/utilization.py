@@ -114,7 +114,9 @@ def mine(sets: dict, scale: float, marks: tuple[int, ...] = ()) -> dict:
                                                             "ray.cpu_workers": 4, "sim.realtime_scale": scale, **sets}.items()])
     preflight(cfg)
     with tempfile.TemporaryDirectory() as d:
-        store, _ = open_output(cfg, str(Path(d) / "run"))
+        out = open_output(cfg, str(Path(d) / "run"))
+        out.commit()
+        store = out.store
         miner = Miner(cfg, store, f"util-{os.getpid()}-{int(time.time())}")
         watch = RssWatch(miner, marks)
         watch.start()

@@ -30,11 +30,14 @@ def _load(args) -> "object":
 
 
 def cmd_run(args) -> int:
-    from nhr_ray.runtime.pipeline import RunError, run
+    from nhr_ray.runtime.pipeline import NothingToDo, RunError, run
 
     cfg = _load(args)
     try:
         result = run(cfg, args.out)
+    except NothingToDo as e:  # a finished run given no more budget: not an error
+        print(f"nhr-ray: {e}", file=sys.stderr)
+        return 0
     except RunError as e:
         print(f"nhr-ray: run failed: {e}", file=sys.stderr)
         return 1

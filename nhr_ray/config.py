@@ -8,6 +8,7 @@ overrides; the result is validated once. Unknown and ill-typed keys are errors t
 from __future__ import annotations
 
 import copy
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -229,8 +230,8 @@ class SchedulerConfig(Strict):
     @field_validator("budget_gpu_hours")
     @classmethod
     def _positive(cls, v):
-        if v is not None and not v > 0:
-            raise ValueError("must be > 0 (or null for no budget)")
+        if v is not None and not (v > 0 and math.isfinite(v)):
+            raise ValueError("must be a finite number > 0 (or null for no budget)")
         return v
 
     @model_validator(mode="after")
@@ -496,7 +497,11 @@ class ApiConfig(Strict):
 
 
 class RunConfig(Strict):
-    seed: int = Field(0, description="Run seed: every outcome is a function of it and the item's id.")
+    seed: int = Field(
+        0, ge=0, le=2**63 - 1,
+        description="Run seed: every outcome is a function of it and the item's id (0 to 2^63-1: numpy's generators "
+        "take no negative seed, and the OpenAI API's seed is a 64-bit integer).",
+    )
     task: TaskConfig = Field(default_factory=TaskConfig)
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
     gate: GateConfig = Field(default_factory=GateConfig)

@@ -109,9 +109,10 @@ def test_resume_refuses_another_config_and_foreign_state(tmp_path):
     from nhr_ray.runtime.pipeline import RunError, open_output
 
     cfg = small_config(**SETS)
-    store, resumed = open_output(cfg, str(tmp_path / "a"))
-    assert not resumed
-    assert open_output(cfg, str(tmp_path / "a"))[1] is True  # same config: resume
+    out = open_output(cfg, str(tmp_path / "a"))
+    assert out.mode == "new" and not (tmp_path / "a").exists()  # nothing written until the run starts work
+    out.commit()
+    assert open_output(cfg, str(tmp_path / "a")).mode == "resumed"  # same config: resume
     with pytest.raises(RunError, match="another config .*edit.attempts_per_instruction"):
         open_output(small_config(**SETS, **{"edit.attempts_per_instruction": 2}), str(tmp_path / "a"))
     (tmp_path / "a" / "state" / "run.json").write_text("{not json")
@@ -124,6 +125,10 @@ def test_resume_refuses_another_config_and_foreign_state(tmp_path):
     (tmp_path / "b" / "data" / "x.parquet").write_bytes(b"PAR1")
     with pytest.raises(RunError, match="unknown run"):
         open_output(cfg, str(tmp_path / "b"))
+    (tmp_path / "c" / "state").mkdir(parents=True)  # state of a run without its run.json: not ours to resume
+    (tmp_path / "c" / "state" / "scheduler.npz").write_bytes(b"PK")
+    with pytest.raises(RunError, match="unknown run"):
+        open_output(cfg, str(tmp_path / "c"))
 
 
 def test_metrics_reach_the_prometheus_endpoint(reference, tmp_path):

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import small_config
-from nhr_ray.runtime.pipeline import RunError, run
+from nhr_ray.runtime.pipeline import NothingToDo, RunError, open_output, run
 
 
 def _triplets(out):
@@ -116,9 +116,13 @@ def test_budget_stops_issuing(ray_local, tmp_path):
 
 
 def test_refuses_to_overwrite_a_run(small_run):
+    """A finished run is never overwritten: the same command again has nothing to do (a larger budget
+    would extend it: test_extend_run.py)."""
     out, _ = small_run
-    with pytest.raises(RunError, match="already holds a complete run"):
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(NothingToDo, match="holds a complete run whose queue was drawn to the end"):
         run(small_config(), out)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_console_script_end_to_end(tmp_path):
@@ -156,7 +160,7 @@ def test_pools_that_can_never_fit_fail_before_work(ray_local, tmp_path, sets, ne
     with pytest.raises(RunError) as e:
         run(small_config(**sets), tmp_path / "nofit")
     assert needle in str(e.value)
-    assert not list((tmp_path / "nofit").glob("data/*.parquet"))
+    assert not (tmp_path / "nofit").exists()  # nothing created: a corrected command starts afresh there
 
 
 def test_a_model_that_fails_to_load_fails_the_run_at_once(ray_local, tmp_path):
@@ -170,3 +174,6 @@ def test_a_model_that_fails_to_load_fails_the_run_at_once(ray_local, tmp_path):
         run(small_config(**{"roles.gate.backend": "transformers", "roles.gate.options.model": str(broken)}), tmp_path / "out")
     assert "\n" not in str(e.value) and time.monotonic() - t0 < 120
     assert not list((tmp_path / "out").glob("data/attempts-*.parquet"))
+    # the failed start left no run state: the corrected command is a new run, not "another config"
+    assert not (tmp_path / "out" / "state" / "run.json").exists()
+    assert open_output(small_config(), str(tmp_path / "out")).mode == "new"

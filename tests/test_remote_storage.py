@@ -62,3 +62,30 @@ def test_s3_run_killed_and_resumed(s3, reference, tmp_path):
     assert {r["sample_id"]: (r["edit_instruction"], r["score"]) for r in rows} == reference
     attempts = [a for p in store.glob("data", "attempts-") for a in store.read_table(p, ["attempt_id"]).column("attempt_id").to_pylist()]
     assert len(attempts) == len(set(attempts)) == manifest["scheduler"]["jobs_total"]
+
+
+def test_s3_run_extended_continues_from_its_checkpoint(s3, ray_local):
+    """The scheduler's checkpoint reaches the bucket, so an s3:// run extended with more budget
+    continues the same queue (restored, not rebuilt), keeps part 1 and draws nothing twice."""
+    from nhr_ray.io.store import Store
+    from nhr_ray.runtime.pipeline import run
+    from test_extend_run import B1, B2, _cfg
+
+    uri = f"s3://runs/ext?endpoint_override=127.0.0.1:{s3}&scheme=http&allow_bucket_creation=true"
+    store = Store(uri)
+    store.fs.create_dir("runs")
+
+    def state():
+        trip = {r["sample_id"]: r["edited_image"]["bytes"] for p in store.glob("data", "triplets-")
+                for r in store.read_table(p, ["sample_id", "edited_image"]).to_pylist()}
+        att = [a for p in store.glob("data", "attempts-") for a in store.read_table(p, ["attempt_id"]).column("attempt_id").to_pylist()]
+        return trip, att
+
+    run(_cfg(B1), uri)
+    assert store.exists("state/scheduler.npz")
+    trip1, att1 = state()
+    m = run(_cfg(B2), uri)["manifest"]
+    trip2, att2 = state()
+    assert m["scheduler"]["restored_from_checkpoint"] and [p["budget_gpu_hours"] for p in m["parts"]] == [B1, B2]
+    assert len(att2) == len(set(att2)) and set(att1) < set(att2)
+    assert {k: trip2.get(k) for k in trip1} == trip1 and len(trip2) > len(trip1)

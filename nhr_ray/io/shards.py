@@ -43,8 +43,9 @@ class ShardWriter:
         self.rows += len(rows)
 
 
-def iter_rows(store: Store, prefix: str, columns: list[str] | None = None, batch_rows: int = 256) -> Iterator[dict]:
-    for p in store.glob("data", f"{prefix}-"):
+def iter_rows(store: Store, prefix: str, columns: list[str] | None = None, batch_rows: int = 256,
+              directory: str = "data") -> Iterator[dict]:
+    for p in store.glob(directory, f"{prefix}-"):
         for batch in store.parquet(p).iter_batches(batch_size=batch_rows, columns=columns):
             yield from batch.to_pylist()
 

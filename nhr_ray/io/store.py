@@ -90,6 +90,14 @@ class Store:
     def delete(self, path: str) -> None:
         self.fs.delete_file(path)
 
+    def move(self, rel_src: str, rel_dst: str) -> None:
+        """Move a complete file over another name (atomic on a local disk; a copy, then a delete, on
+        an object store: the destination is whole either way)."""
+        if self.local:
+            os.replace(self.path(rel_src), self.path(rel_dst))
+        else:
+            self.fs.move(self.path(rel_src), self.path(rel_dst))
+
     def clean_temporaries(self, rel_dir: str) -> int:
         """Remove leftovers of writes that a crash interrupted."""
         sel = pafs.FileSelector(self.path(rel_dir), allow_not_found=True)

@@ -35,11 +35,14 @@ from nhr_ray.redact import Redactor, install_log_redaction
 from nhr_ray.runtime.actors import Pool, Starter
 from nhr_ray.runtime.admission import SourceAdmission, batch_estimate
 from nhr_ray.runtime.autosize import Sizer, initial_counts
+from nhr_ray.runtime.checkpoint_sync import CheckpointSync
 from nhr_ray.runtime.elastic import Elastic
+from nhr_ray.runtime.finalize_state import recorded_usd
 from nhr_ray.runtime.funnel import Funnel
 from nhr_ray.runtime.locality import chain_cross_node_bytes
 from nhr_ray.runtime.metrics import RunMetrics
 from nhr_ray.runtime.progress import Progress
+from nhr_ray.runtime.sizing import PRIOR_GPU_S_PER_ATTEMPT
 from nhr_ray.scheduler.actor import SchedulerActor
 from nhr_ray.scheduler.core import scheduler_config_hash
 from nhr_ray.scheduler.policies import make_policy
@@ -140,6 +143,7 @@ class Miner:
             "cpu": Pool("cpu", LowLevelStage, cfg, cfg.ray.cpu_workers, 0, 0.5, self.run_name, self.starter),
         }
         s = cfg.scheduler
+        self.ckpt = CheckpointSync(self.store)
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.scheduler = SchedulerActor.options(scheduling_strategy=here).remote(  # lives and dies with the driver's node
             run_seed=cfg.seed,
@@ -150,11 +154,14 @@ class Miner:
             policy_options=s.policy_options,
             budget_clock=s.budget_clock,
             config_hash=scheduler_config_hash(cfg),
-            # atomic checkpoints need a local folder; a resumed run continues from the checkpoint
-            # (same permutation, ledger, policy state) and reconciles it with the Parquet record
-            checkpoint_path=self.store.path("state", "scheduler.npz") if self.store.local else None,
+            # what a job holds of the budget until eight were measured: SPEC.md's cost per attempt
+            prior_job_cost=sum(PRIOR_GPU_S_PER_ATTEMPT[r] for r in ("editor", "prefilter", "validator")),
+            # atomic checkpoints in a local file (copied to a remote --out by the driver); a resumed
+            # run continues from the checkpoint (same permutation, ledger, policy state) and
+            # reconciles it with the Parquet record
+            checkpoint_path=self.ckpt.path,
             checkpoint_every_s=s.checkpoint_every_s,
-            resume=self.store.local,
+            resume=True,
         )
         # jobs per pair as the policy sets them (per_category_m), so source images are let go in time
         self._attempts_for = make_policy(s.policy, s.policy_options, [], cfg.edit.attempts_per_instruction, s.unit).attempts_for
@@ -206,6 +213,8 @@ class Miner:
         for p in getattr(self, "pools", {}).values():
             p.shutdown()
         self.pools = {}
+        if hasattr(self, "ckpt"):
+            self.ckpt.close()
 
     # -- resume --------------------------------------------------------------------------------
     def _load_designs(self) -> dict[int, dict]:
@@ -240,10 +249,12 @@ class Miner:
         return done, items
 
     def _resume_attempts(self) -> set[str]:
+        """Attempts already written: their verdicts back in the funnel, and the scheduler takes them out
+        of its queue (restored or rebuilt), paid once and shown to its policy; never drawn again."""
         done = set()
-        cols = ["attempt_id", "source_id", "gpu_seconds", "api_usage",
+        cols = ["attempt_id", "source_id", "gpu_seconds", "api_usage", *RESULT_COLUMNS,
                 *[f"{s}_{x}" for s in ATTEMPT_STAGES for x in ("outcome", "reason")]]
-        costs = []
+        recorded, calls = [], []
         for r in iter_rows(self.store, "attempts", columns=cols):
             done.add(r["attempt_id"])
             if r["api_usage"]:  # what its validator calls cost before the restart
@@ -252,22 +263,22 @@ class Miner:
                 if r[f"{st}_outcome"] is not None:
                     self.funnel.tally(st).add(Verdict(st, r[f"{st}_outcome"] == "kept", r[f"{st}_reason"],
                                                       failed=r[f"{st}_outcome"] == "failed"))
-            costs.append((r["attempt_id"], {"edit": ("editor", r["gpu_seconds"] or 0.0)}, None))
+            recorded.append((r["attempt_id"], {"edit": ("editor", r["gpu_seconds"] or 0.0)}, policy_result(r)))
             self._job_done(r["source_id"])
-        if self.restored:  # the checkpoint counted some; the rest leave its queue now
-            ray.get([self.scheduler.resume_done.remote([c[:2] for c in costs[k : k + 5000]])
-                     for k in range(0, len(costs), 5000)])
-            # and what it counted done but the record lacks (rows lost in a shard buffer) is redone
-            ray.get(self.scheduler.requeue_unrecorded.remote())
-        else:
-            for k in range(0, len(costs), 5000):
-                self.scheduler.complete_batch.remote(costs[k : k + 5000])
+            if len(recorded) == 5000:
+                calls.append(self.scheduler.resume_done.remote(recorded))
+                recorded = []
+        calls.append(self.scheduler.resume_done.remote(recorded))
+        ray.get(calls)
+        # what a restored checkpoint counted done but the record lacks (rows lost in a shard buffer) is redone
+        ray.get(self.scheduler.requeue_unrecorded.remote())
         return done
 
     def _carry_api_spend(self) -> None:
         """A resumed run's api.max_cost_usd counts what the run spent before the restart (the
-        recorded calls; calls in flight at the crash were paid but left no record)."""
-        spent = sum(u.get("usd", 0.0) for u in self.usage.by_role.values())
+        recorded calls, the final stages' recorded answers included; calls in flight at the crash
+        were paid but left no record)."""
+        spent = sum(u.get("usd", 0.0) for u in self.usage.by_role.values()) + recorded_usd(self.store)
         if spent > 0 and self.cfg.api.max_cost_usd is not None:
             from nhr_ray.backends.api.common import budget_scope
             from nhr_ray.runtime.ratelimit import shared_limiter
@@ -374,8 +385,8 @@ class Miner:
                     break
                 self._mark("first_draw")
                 todo = [j for j in jobs if j.attempt_id not in self.done_attempts]
-                if len(todo) < len(jobs):  # done before a restart: nothing to run, nothing to pay
-                    self.scheduler.complete_batch.remote([(j.attempt_id, {}, None) for j in jobs if j.attempt_id in self.done_attempts])
+                if len(todo) < len(jobs):  # the scheduler took the record's jobs out of its queue: never expected
+                    self.scheduler.skip_recorded.remote([j.attempt_id for j in jobs if j.attempt_id in self.done_attempts])
                 for j in todo:  # after a restart, a source the scheduler holds may not be made again yet
                     if j.source_id not in self.source_refs:
                         self.parked[j.source_id].append(j)
@@ -408,17 +419,18 @@ class Miner:
                 self.sizer.tick(stats, self._waiting(source_queue, pending_jobs, stats))
             self.progress.update(self.funnel, stats, exhausted)
             self.metrics.gauges(self.pools, stats)
+            self.ckpt.sync()
 
         self._mark("loop_end")
         self.src_writer.close()
         self.att_writer.close()
         self.progress.close()
-        if self.store.local:
-            ray.get(self.scheduler.checkpoint.remote())  # final, atomic: <out>/state/scheduler.npz
+        ray.get(self.scheduler.checkpoint.remote())  # final, atomic: <out>/state/scheduler.npz
+        self.ckpt.sync()
         stats = ray.get(self.scheduler.stats.remote())
         stats["restored_from_checkpoint"] = self.restored
         self.metrics.gauges(self.pools, stats, force=True)
-        return {"ledger": ray.get(self.scheduler.ledger.remote()), "scheduler": stats,
+        return {"ledger": ray.get(self.scheduler.ledger.remote()), "scheduler": stats, "budget_exhausted": exhausted,
                 "usage": self.usage.as_dict(), "reissued_batches": self.reissued,
                 "pools": {r: {"actors_started": len(p.actors), "gpus_per_actor": p.gpus_per_actor}
                           for r, p in self.pools.items()},
@@ -597,19 +609,7 @@ class Miner:
                 self.usage.add("validator", a.usage)
                 self.metrics.usage("validator", a.usage)
             costs = {st: (STAGE_ROLE[st], s) for st, s in a.gpu_seconds.items()}
-            pv = next((v for v in a.verdicts if v.stage == "prefilter"), None)
-            vv = next((v for v in a.verdicts if v.stage == "validate"), None)
-            done.append((a.job.attempt_id, costs, {
-                "category": a.instruction.category,
-                "prefilter_pass": bool(pv and pv.keep),
-                "validator_pass": bool(vv and vv.keep),
-                "reason": a.last.reason if a.last else None,
-                # the pre-filter's sqrt(adherence x aesthetics): every judged attempt has one, so
-                # policies can see a run of low scores; the hard validator's is validator_score
-                "score": geometric_score(*a.scores("prefilter")) if None not in a.scores("prefilter") else None,
-                "validator_score": row["score"],
-                "adherence": a.scores("prefilter")[0],
-            }))
+            done.append((a.job.attempt_id, costs, policy_result(row)))
         self._mark("first_attempts")
         self.att_writer.write(rows)
         self.scheduler.complete_batch.remote(done)
@@ -633,6 +633,27 @@ class Miner:
             del self.source_refs[sid]
             del self.jobs_left[sid]
             self.pinned_bytes -= self.src_bytes.pop(sid, 0)
+
+
+RESULT_COLUMNS = ("category", "prefilter_outcome", "validate_outcome", "final_reason", "prefilter_adherence",
+                  "prefilter_aesthetics", "score")
+
+
+def policy_result(row: dict) -> dict[str, Any]:
+    """What the scheduler's policies see of an attempt, from its attempts-table row (the same whether
+    the attempt just finished or is read back from the record after a restart)."""
+    pre = (row["prefilter_adherence"], row["prefilter_aesthetics"])
+    return {
+        "category": row["category"],
+        "prefilter_pass": row["prefilter_outcome"] == "kept",
+        "validator_pass": row["validate_outcome"] == "kept",
+        "reason": row["final_reason"],
+        # the pre-filter's sqrt(adherence x aesthetics): every judged attempt has one, so policies
+        # can see a run of low scores; the hard validator's is validator_score
+        "score": geometric_score(*pre) if None not in pre else None,
+        "validator_score": row["score"],
+        "adherence": pre[0],
+    }
 
 
 def tail_chunks(jobs: list, pending_jobs: int, editors: int) -> list[list]:

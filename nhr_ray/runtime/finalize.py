@@ -1,5 +1,6 @@
 """Stages 8b-11 after the streaming phase: best-of selection, inversion, composition and backward
-consistency, read back from the attempts and sources shards.
+consistency, read back from the attempts and sources shards (and the answers earlier runs of these
+stages recorded: finalize_state.py), written to staged shards that replace the published ones at once.
 
 Memory stays bounded: only (pair, attempt, score) columns are read to pick the winners; then the
 winners' rows and their sources' rows are split by a hash of source_id into buckets on disk, and each
@@ -20,10 +21,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
-from nhr_ray.io.shards import TRIPLETS_SCHEMA, ShardWriter
 from nhr_ray.io.store import Store
 from nhr_ray.records import geometric_score, sample_id, stable_hash
+from nhr_ray.runtime import finalize_state
 from nhr_ray.runtime.actors import Pool
+from nhr_ray.runtime.finalize_state import Answers
 from nhr_ray.stages.compose import compose_source
 from nhr_ray.stages.consistency import ConsistencyStage, apply_consistency
 from nhr_ray.stages.design import classify_instruction
@@ -115,80 +117,140 @@ def _map(pool: Pool, method: str, items: list, batch: int) -> list:
     return out
 
 
-def finalize(cfg, store: Store, funnel, usage, run_name: str = "nhr") -> dict[str, int]:
-    """Deterministic: a crash here is recovered by deleting the triplet shards and running it again."""
-    for p in store.glob("data", "triplets-"):
-        store.delete(p)
-    work = Path(tempfile.mkdtemp(prefix="nhr-finalize-"))
-    seed = cfg.seed
-    att_paths = store.glob("data", "attempts-")
+class _Pools:
+    """The inverter and consistency pools, started on first use (a finalize whose answers are all
+    recorded starts none)."""
+
+    def __init__(self, cfg, run_name: str):
+        self.cfg, self.run_name, self.made = cfg, run_name, {}
+
+    def get(self, which: str) -> Pool:
+        if which not in self.made:
+            role, stage, name = {"inverter": ("inverter", InvertStage, self.run_name),
+                                 "consistency": ("validator", ConsistencyStage, f"{self.run_name}-consistency")}[which]
+            rc = self.cfg.role(role)
+            self.made[which] = Pool(role, stage, self.cfg, rc.actors, rc.num_gpus, rc.num_cpus, name)
+        return self.made[which]
+
+    def shutdown(self) -> None:
+        for p in self.made.values():
+            p.shutdown()
+
+
+def _invert(cfg, pools: _Pools, answers: Answers, recorded: dict, forwards: list[dict], funnel, usage) -> dict[str, str]:
+    """Forward sample_id -> inverse instruction; recorded answers are reused, the rest asked for and recorded."""
+    new = [f for f in forwards if ("inversion", f["attempt_id"]) not in recorded]
+    got = {}
+    if new:
+        by_id = {f["sample_id"]: f for f in new}
+        slim = [{k: f[k] for k in ("sample_id", "prompt", "edit_instruction")} for f in new]
+        for rows, _tally, u in _map(pools.get("inverter"), "process", slim, cfg.inversion.batch_size):
+            for (f, text, v), ux in zip(rows, u):
+                got[f["sample_id"]] = (by_id[f["sample_id"]], text, v, ux)
+        answers.record("inversion", list(got.values()))
+    out = {}
+    for f in forwards:
+        _, text, v, u = got.get(f["sample_id"]) or (f, *recorded[("inversion", f["attempt_id"])])
+        funnel.tally("inversion").add(v)
+        if u:
+            usage.add("inverter", u)
+        if text is not None:
+            out[f["sample_id"]] = text
+    return out
+
+
+def _consistency(cfg, pools: _Pools, answers: Answers, recorded: dict, inverses: list[dict], usage) -> dict:
+    """Inverse sample_id -> the validator's verdict; recorded answers are reused."""
+    new = [t for t in inverses if ("consistency", t["attempt_id"]) not in recorded]
+    got = {}
+    if new:
+        for verdicts, u in _map(pools.get("consistency"), "process", new, cfg.validation.batch_size):
+            for (sid, v), ux in zip(verdicts.items(), u):
+                got[sid] = (v, ux)
+        answers.record("consistency", [(t, None, *got[t["sample_id"]]) for t in new])
+    out = {}
+    for t in inverses:
+        v, u = got.get(t["sample_id"]) or recorded[("consistency", t["attempt_id"])][1:]
+        if u:
+            usage.add("validator", u)
+        out[t["sample_id"]] = v
+    return out
+
+
+def _compose(cfg, forwards: list[dict], inverses: dict[str, str], pinned: dict[str, set[str]], seed: int) -> list[dict]:
+    """Every source's compositions; under composition.max_per_source those published stay among them."""
+    per_source = defaultdict(list)
+    for f in forwards:
+        per_source[f["source_id"]].append(f)
+    cap, out = cfg.composition.max_per_source, []
+    for sid in sorted(per_source):
+        every = compose_source(per_source[sid], inverses, seed, None)
+        if cap is not None:
+            old = pinned.get(sid, set())
+            every = ([c for c in every if c["lineage"] in old] + [c for c in every if c["lineage"] not in old])[:cap]
+        out += every
+    return out
+
+
+def _winners(store: Store, att_paths: list[str], funnel, pinned: dict[str, str]) -> dict[str, dict]:
+    """Best-of over every validated attempt; a pair whose forward was published keeps that winner."""
     cols = ["pair_id", "attempt_id", "source_id", "attempt_index", "adherence", "aesthetics", "kept"]
     validated = []
     for p in att_paths:
-        t = store.read_table(p, columns=cols)
-        validated.extend(r for r in t.to_pylist() if r["kept"])
+        validated.extend(r for r in store.read_table(p, columns=cols).to_pylist() if r["kept"])
     winners = select_best(validated)
+    if pinned:
+        by_attempt = {r["attempt_id"]: r for r in validated}
+        winners.update({pair: by_attempt[a] for pair, a in pinned.items() if a in by_attempt})
     t = funnel.tally("best_of")
     t.keep(len(winners))
     t.drop("not_best_of_pair", len(validated) - len(winners))
+    return winners
+
+
+def finalize(cfg, store: Store, funnel, usage, run_name: str = "nhr") -> dict[str, int]:
+    """Deterministic over the record and the recorded answers: run again after a crash, or over a
+    larger record, it keeps every published triplet (finalize_state.py) and replaces the shards at once."""
+    writer = finalize_state.start(store, cfg.output.shard_rows)
+    pinned, pinned_comp = finalize_state.published(store)
+    answers = Answers(store)
+    work = Path(tempfile.mkdtemp(prefix="nhr-finalize-"))
+    seed = cfg.seed
+    att_paths = store.glob("data", "attempts-")
+    winners = _winners(store, att_paths, funnel, pinned)
     win_ids = {r["attempt_id"] for r in winners.values()}
     src_ids = {r["source_id"] for r in winners.values()}
     n_buckets = max(1, math.ceil(len(winners) / WINNERS_PER_BUCKET))
     win_files = _bucket_files(store, att_paths, win_ids, "attempt_id", n_buckets, work, "winners")
     src_files = _bucket_files(store, store.glob("data", "sources-"), src_ids, "source_id", n_buckets, work, "sources")
-
-    rc_inv, rc_val = cfg.role("inverter"), cfg.role("validator")
-    inv_pool = (
-        Pool("inverter", InvertStage, cfg, rc_inv.actors, rc_inv.num_gpus, rc_inv.num_cpus, run_name)
-        if cfg.inversion.enabled
-        else None
-    )
-    con_pool = (
-        Pool("validator", ConsistencyStage, cfg, rc_val.actors, rc_val.num_gpus, rc_val.num_cpus, f"{run_name}-consistency")
-        if cfg.inversion.enabled and cfg.consistency.enabled
-        else None
-    )
-    writer = ShardWriter(store, "triplets", TRIPLETS_SCHEMA, cfg.output.shard_rows)
+    ans_files = _bucket_files(store, answers.paths(), win_ids, "attempt_id", n_buckets, work, "answers")
+    invert = cfg.inversion.enabled
+    pools = _Pools(cfg, run_name)
     counts = defaultdict(int)
     try:
-        for wf, sf in zip(win_files, src_files):
+        for wf, sf, af in zip(win_files, src_files, ans_files):
             if not wf.exists():
                 continue
             sources = {r["source_id"]: r for r in pq.read_table(sf).to_pylist()}
+            recorded = Answers.load(pq.read_table(af).to_pylist()) if af.exists() else {}
             forwards = sorted((_forward(w, sources[w["source_id"]], seed) for w in pq.read_table(wf).to_pylist()),
                               key=lambda f: f["attempt_id"])
             counts["forward"] += len(forwards)
             triplets = list(forwards)
-            inverses: dict[str, str] = {}
-            if inv_pool is not None and forwards:
-                for rows, tally, u in _map(inv_pool, "process", [{k: f[k] for k in ("sample_id", "prompt", "edit_instruction")} for f in forwards], cfg.inversion.batch_size):
-                    funnel.merge(tally)
-                    for x in u:
-                        usage.add("inverter", x)
-                    for f, text, _v in rows:
-                        if text is not None:
-                            inverses[f["sample_id"]] = text
+            inverses = _invert(cfg, pools, answers, recorded, forwards, funnel, usage) if invert and forwards else {}
+            if inverses:
                 by_id = {f["sample_id"]: f for f in forwards}
                 inv_rows = [_inverse(by_id[k], v, seed) for k, v in sorted(inverses.items(), key=lambda kv: by_id[kv[0]]["attempt_id"])]
                 counts["inverse"] += len(inv_rows)
                 triplets += inv_rows
             if cfg.composition.enabled and inverses:
-                per_source = defaultdict(list)
-                for f in forwards:
-                    per_source[f["source_id"]].append(f)
-                composed = []
-                for sid in sorted(per_source):
-                    composed += compose_source(per_source[sid], inverses, seed, cfg.composition.max_per_source)
+                composed = _compose(cfg, forwards, inverses, pinned_comp, seed)
                 funnel.tally("composition").keep(len(composed))
                 counts["composed"] += len(composed)
                 triplets += composed
-            if con_pool is not None:
+            if invert and cfg.consistency.enabled:
                 inv_rows = [t for t in triplets if t["kind"] == "inverse"]
-                verdicts = {}
-                for v, u in _map(con_pool, "process", inv_rows, cfg.validation.batch_size):
-                    verdicts.update(v)
-                    for x in u:
-                        usage.add("validator", x)
+                verdicts = _consistency(cfg, pools, answers, recorded, inv_rows, usage)
                 triplets, tally = apply_consistency(triplets, verdicts)
                 funnel.merge(tally)
             for tr in triplets:
@@ -196,11 +258,9 @@ def finalize(cfg, store: Store, funnel, usage, run_name: str = "nhr") -> dict[st
                 tr.pop("_sim_truth", None)
                 counts[f"final_{tr['kind']}"] += 1
             writer.write(triplets)
+        finalize_state.publish(store, writer)
     finally:
-        writer.close()
-        for p in (inv_pool, con_pool):
-            if p is not None:
-                p.shutdown()
+        pools.shutdown()
         shutil.rmtree(work, ignore_errors=True)
     funnel.counts["best-of selection"] = counts["forward"]
     funnel.counts["inversion"] = counts["forward"] + counts["inverse"]

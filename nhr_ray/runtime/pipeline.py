@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import importlib.metadata as md
 import logging
 import time
@@ -15,11 +14,13 @@ import ray
 from nhr_ray.config import RunConfig
 from nhr_ray.roles import ROLE_KINDS, backend_class
 from nhr_ray.runtime.cluster import check_capacity, connect, release_capacity
-from nhr_ray.io.store import Store
 from nhr_ray.runtime.driver import Miner
 from nhr_ray.runtime.finalize import finalize
 from nhr_ray.runtime.funnel import format_table
+from nhr_ray.runtime.outdir import NothingToDo, Output, RunError, now, open_output, prepare
 from nhr_ray.runtime.ratelimit import close_spend_ledger, open_spend_ledger
+
+__all__ = ["NothingToDo", "RunError", "open_output", "preflight", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,6 @@ PACKAGES = ["nhr-ray", "ray", "numpy", "pyarrow", "pydantic", "opencv-python-hea
             "transformers", "vllm", "openai", "google-genai"]  # fmt: skip
 ROW_MODELS = {"source images": "t2i", "plausibility gate": "gate", "edits": "editor", "soft pre-filter": "prefilter",
               "hard validation": "validator", "inversion": "inverter", "backward consistency": "validator"}  # fmt: skip
-
-
-class RunError(RuntimeError):
-    """A run that cannot start or cannot finish; the message is one line for the user."""
 
 
 def versions() -> dict[str, str | None]:
@@ -68,86 +65,47 @@ def model_names(cfg: RunConfig) -> dict[str, str]:
     return out
 
 
-STATE_FORMAT = "nhr-ray-run/1"
-VOLATILE = ("output.progress", "ray")  # may differ between a run and its resumption
-
-
-def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v and k != "options":
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def fingerprint(cfg: RunConfig) -> dict[str, Any]:
-    flat = _flat(cfg.model_dump(mode="json"))
-    return {k: v for k, v in flat.items() if not any(k == p or k.startswith(p + ".") for p in VOLATILE)}
-
-
-def open_output(cfg: RunConfig, out: str) -> tuple[Store, bool]:
-    """The output location, and whether this is a resumption. Refuses what it must not touch."""
-    store = Store(out)
-    fp = fingerprint(cfg)
-    if store.exists("manifest.json"):
-        raise RunError(f"{out} already holds a complete run; choose a new --out directory")
-    if store.exists("state/run.json"):
-        try:
-            state = store.read_json("state/run.json")
-        except (ValueError, OSError) as e:
-            raise RunError(f"{out}/state/run.json is unreadable ({type(e).__name__}); refusing to resume") from None
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise RunError(f"{out}/state/run.json is not an nhr-ray run state; refusing to resume")
-        old = state.get("fingerprint", {})
-        diff = sorted(k for k in set(old) | set(fp) if old.get(k) != fp.get(k))
-        if diff:
-            raise RunError(f"{out} holds a run with another config (differs at {', '.join(diff[:5])}); "
-                           "resume with the same config or choose a new --out")
-        store.clean_temporaries("data")
-        store.clean_temporaries("state")
-        return store, True
-    if store.glob("data", ""):
-        raise RunError(f"{out} holds data of an unknown run; choose a new --out directory")
-    store.makedirs()
-    store.write_json("state/run.json", {"format": STATE_FORMAT, "fingerprint": fp,
-                                        "started": dt.datetime.now(dt.timezone.utc).isoformat()})
-    return store, False
+def _mine(cfg, output: Output, run_name: str) -> tuple[Miner, dict[str, Any], dict[str, int]]:
+    """Stages 1-8, then 8b-11, on the cluster already joined."""
+    ledger = open_spend_ledger(cfg)  # noqa: F841  (held: an owned actor lives as long as a handle to it)
+    check_capacity(cfg)
+    output.commit()  # from here on the folder holds this run (a start that fails before data is undone)
+    prepare(output)
+    miner = Miner(cfg, output.store, run_name)
+    try:
+        miner.start_pools()
+        mined = miner.run()
+        miner.shutdown()
+        counts = finalize(cfg, output.store, miner.funnel, miner.usage, run_name)
+    finally:
+        miner.shutdown()
+    for k, v in counts.items():
+        if k.startswith("final_"):
+            miner.metrics.triplets.inc(v, tags={"kind": k[6:]})
+    return miner, mined, counts
 
 
 def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     """Mine into out_dir (a path or a pyarrow.fs URI such as s3://bucket/run). Running again with the
-    same config and out_dir after a crash resumes the run."""
+    same config and out_dir after a crash resumes the run; with a larger budget after it finished,
+    extends it (NothingToDo when there is nothing more to do)."""
     preflight(cfg)
-    store, resumed = open_output(cfg, str(out_dir))
-    started_at = dt.datetime.now(dt.timezone.utc)
+    output = open_output(cfg, str(out_dir))
+    store = output.store
+    started_at = now()
     t0 = time.monotonic()
     run_name = f"nhr-{uuid.uuid4().hex[:8]}"
+    started_ray = False
     try:
         started_ray = connect(cfg)
-    except RuntimeError as e:  # e.g. a Ray token file others can read
-        raise RunError(str(e)) from None
-    miner = None
-    try:
-        ledger = open_spend_ledger(cfg)  # noqa: F841  (held: an owned actor lives as long as a handle to it)
-        check_capacity(cfg)
-        miner = Miner(cfg, store, run_name)
-        miner.start_pools()
-        mined = miner.run()
-        miner.shutdown()
-        counts = finalize(cfg, store, miner.funnel, miner.usage, run_name)
-        for k, v in counts.items():
-            if k.startswith("final_"):
-                miner.metrics.triplets.inc(v, tags={"kind": k[6:]})
-    except RuntimeError as e:
-        if isinstance(e, RunError):
+        miner, mined, counts = _mine(cfg, output, run_name)
+    except Exception as e:
+        if output.discard():
+            log.warning("the run failed before it recorded any data: %s holds no run state now", out_dir)
+        if isinstance(e, RunError) or not isinstance(e, RuntimeError):
             raise
         raise RunError(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
     finally:
-        if miner is not None:
-            miner.shutdown()
         close_spend_ledger(cfg)
         release_capacity(cfg)
         if started_ray:
@@ -159,16 +117,23 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     api_usage = miner.usage.as_dict()
     funnel["api_usage"] = api_usage
     store.write_json("funnel.json", funnel)
+    sc = mined["scheduler"]
+    part = {"budget_gpu_hours": sc["budget_gpu_hours"], "spent_gpu_hours": sc["spent_gpu_hours"],
+            "ended_by": "budget" if mined["budget_exhausted"] else "queue", "jobs_completed": sc["jobs_completed"],
+            "started": started_at, "ended": now(), "resumed": output.mode == "resumed",
+            "triplets": sum(v for k, v in counts.items() if k.startswith("final_"))}  # fmt: skip
     manifest = {
         "config": cfg.model_dump(mode="json"),
         "versions": versions(),
         "seed": cfg.seed,
-        "started": started_at.isoformat(),
-        "ended": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "resumed": resumed,
+        "started": started_at,
+        "ended": part["ended"],
+        "resumed": output.resumed,
+        # each part's figures are the run's totals when that part ended
+        "parts": [*output.parts, part],
         "wall_seconds": wall,
         "gpu_hours": mined["ledger"],
-        "scheduler": mined["scheduler"],
+        "scheduler": sc,
         "api_usage": api_usage,
         "reissued_batches": mined["reissued_batches"],
         "pools": mined["pools"],

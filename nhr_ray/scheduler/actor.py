@@ -106,6 +106,9 @@ class _SchedulerActor:
     def resume_done(self, items: list) -> dict[str, int]:
         return self.s.resume_done(items)
 
+    def skip_recorded(self, attempts: list) -> None:
+        self.s.skip_recorded(attempts)
+
     def requeue_unrecorded(self) -> int:
         return self.s.requeue_unrecorded()
 

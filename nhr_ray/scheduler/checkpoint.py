@@ -25,7 +25,7 @@ def write(path: str | Path, header: dict[str, Any], arrays: dict[str, np.ndarray
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     head = {"magic": MAGIC, "version": VERSION, **header}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # the name a resumed run cleans up
     try:
         with open(tmp, "wb") as f:
             np.savez(f, header=np.frombuffer(json.dumps(head).encode(), np.uint8), **arrays)

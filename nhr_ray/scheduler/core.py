@@ -9,8 +9,16 @@ Other policies (policies.py) weight categories and stop pairs early.
 
 Budget: `budget_clock='busy'` counts busy GPU-seconds (what calls took x GPUs, reported by the
 actors), `'reserved'` counts GPUs held x wall time (see ledger.py; never less than busy). Jobs in
-flight hold an estimate of their cost (running mean of completed jobs, else the prior) and a draw
-is cut to what the budget left can pay for, so issuing stops within one job of the budget.
+flight hold an estimate of their cost and a draw is cut to what the budget left can pay for, so
+issuing stops within one job of the budget. The estimate is the mean cost of jobs this run issued
+and measured (a cost > 0 reported by the actors), the prior until eight are in, and never below
+MIN_ESTIMATE_SHARE of the prior: jobs taken from the record after a restart, and jobs that failed
+before any GPU work, are paid but never measured.
+
+Resume: `resume_done` takes the jobs the run's record holds out of the queue (paying their recorded
+costs and showing their results to the policy), whether the queue was restored from a checkpoint
+or rebuilt from the record; a recorded job whose source is not known yet leaves the queue when its
+source is added. A job the record holds is never drawn again.
 """
 
 from __future__ import annotations
@@ -28,23 +36,20 @@ import numpy as np
 from nhr_ray.records import Job, attempt_id, item_seed, pair_id
 from nhr_ray.scheduler import checkpoint
 from nhr_ray.scheduler.ledger import Ledger
+from nhr_ray.scheduler.record import RecordMixin
 from nhr_ray.scheduler.policies import ACTIVE, STATUS_NAMES, make_policy
 from nhr_ray.scheduler.space import ATTEMPT_BITS, JobSpace
 
 DEFAULT_CATEGORIES = ["removal", "addition", "colour_change", "replacement", "style"]
+MIN_ESTIMATE_SHARE = 1e-3  # the per-job estimate never falls below this share of the prior (> 0)
 
 
 def scheduler_config_hash(cfg) -> str:
-    """Hash of what defines a run's job space and draws: the whole config except the budget (a
-    resumed run may extend it) and the output/ray/role placement sections."""
-    import hashlib
-    import json
+    """Hash of what defines a run's job space and draws: every config field a resumed or extended
+    run may not change (nhr_ray/resumable.py holds the one list of those it may)."""
+    from nhr_ray.resumable import config_hash
 
-    d = cfg.model_dump(mode="json")
-    for k in ("output", "ray", "roles"):
-        d.pop(k, None)
-    d["scheduler"].pop("budget_gpu_hours", None)
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+    return config_hash(cfg)
 
 
 @dataclass
@@ -70,7 +75,7 @@ class JobBatch:
         return out
 
 
-class JobScheduler:
+class JobScheduler(RecordMixin):
     def __init__(
         self,
         run_seed: int,
@@ -110,11 +115,13 @@ class JobScheduler:
         self._cancelled_by_source: dict[int, int] = {}
         self.c = dict.fromkeys(
             ["issued", "done_jobs", "wasted", "unknown_completions", "cancelled_jobs", "requeued",
-             "abandoned_after_restart", "redone_unrecorded", "jobs_total"], 0
+             "abandoned_after_restart", "redone_unrecorded", "jobs_total", "taken_from_record", "drawn_again_recorded"], 0
         )  # fmt: skip
         self._recorded: set[int] = set()  # job keys the run's record holds (resume_done, while resuming)
         self._resume_index: dict[str, int] | None = None  # source id -> index, while resuming
+        self._recorded_later: dict[str, list] = {}  # source id -> recorded (instruction, attempt, result) of a source not added yet
         self.done_cost = self.wasted_s = 0.0
+        self.measured_n, self.measured_s = 0, 0.0  # jobs this run issued and measured (cost > 0): the estimate
         self.stopped = dict.fromkeys(STATUS_NAMES.values(), 0)
         self.cat_stats = {k: np.zeros(len(self.category_names), np.int64)
                           for k in ("issued", "completed", "prefilter_pass", "validator_pass")}  # fmt: skip
@@ -142,6 +149,8 @@ class JobScheduler:
         counts = np.array([len(c) for c in categories], np.int64)
         self.space.add_sources(source_ids, counts, flat, full[flat].astype(self.space.mask_dtype))
         self.c["jobs_total"] += int(np.bitwise_count(full[flat]).sum())
+        if self._recorded_later:  # jobs the record holds for a source it had not recorded: out of the queue now
+            self._take_later(source_ids, categories)
 
     def _full_masks(self) -> np.ndarray:
         """Per category, the attempt bits a new pair starts with (M as the policy sets it)."""
@@ -152,8 +161,10 @@ class JobScheduler:
         return {s.decode() for s in self.space.src_ids[: self.space.n_sources].tolist()}
 
     def estimate(self) -> float:
-        n = self.c["done_jobs"]
-        return self.done_cost / n if n >= 8 else self.prior
+        """GPU-seconds a job in flight holds: the mean measured cost once eight jobs this run issued
+        were measured, else the prior; never below MIN_ESTIMATE_SHARE of the prior, so never 0."""
+        mean = self.measured_s / self.measured_n if self.measured_n >= 8 else self.prior
+        return max(mean, self.prior * MIN_ESTIMATE_SHARE)
 
     # -- budget ------------------------------------------------------------------------------
     def set_reserved(self, gpus: float | dict[str, float], now: float | None = None) -> None:
@@ -256,84 +267,32 @@ class JobScheduler:
         self.inflight_s -= est
         self.c["done_jobs"] += 1
         self.done_cost += total
+        if total > 0:  # a job that failed before any GPU work tells nothing about what jobs cost
+            self.measured_n += 1
+            self.measured_s += total
         pair = key >> ATTEMPT_BITS
         cat = int(self.space.cat[pair])
         self.cat_stats["completed"][cat] += 1
+        if self._show_result(pair, cat, result):
+            self.c["wasted"] += 1
+            self.wasted_s += total
+
+    def _show_result(self, pair: int, cat: int, result: dict[str, Any] | None) -> bool:
+        """Count a result and show it to the policy; True when the pair was stopped already."""
         if result is None:
-            return
+            return False
         self.cat_stats["prefilter_pass"][cat] += bool(result.get("prefilter_pass"))
         self.cat_stats["validator_pass"][cat] += bool(result.get("validator_pass"))
         if self.space.state[pair] & 7 != ACTIVE:
-            self.c["wasted"] += 1
-            self.wasted_s += total
-            return
+            return True
         self.policy.on_result(self, pair, cat, result)
+        return False
 
     def _pay(self, costs: dict[str, tuple[str, float]]) -> float:
         """Book an attempt's costs (stage -> (role, GPU-s)) in the ledger; returns their sum."""
         for stage, (role, s) in costs.items():
             self.ledger.add(role, stage, s)
         return float(sum(s for _, s in costs.values()))
-
-    def resume_done(self, items: list[tuple[str | int, dict[str, tuple[str, float]]]]) -> dict[str, int]:
-        """After load(): attempts the run's record shows finished, with their costs. One the restored
-        queue still holds (it finished after the checkpoint, or was in flight at it) leaves the queue
-        and counts as done, costs included; one it does not hold was counted by the checkpoint."""
-        out = {"taken": 0, "counted_before": 0, "unknown": 0}
-        if self._resume_index is None:  # every source, not only those with jobs in flight; kept for
-            n = self.space.n_sources    # the record's later chunks, dropped by requeue_unrecorded
-            self._resume_index = {x.decode(): i for i, x in enumerate(self.space.src_ids[:n].tolist())}
-        for attempt, costs in items:
-            key = self._key(attempt, self._resume_index)
-            if key is None:
-                out["unknown"] += 1
-                continue
-            self._recorded.add(key)
-            pair, att = key >> ATTEMPT_BITS, key & ((1 << ATTEMPT_BITS) - 1)
-            if not (int(self.space.mask[pair]) >> att) & 1:
-                out["counted_before"] += 1
-                continue
-            cat = int(self.space.cat[pair])
-            self.space._take(cat, np.array([pair], np.int64), np.array([att], np.int64))
-            self.c["issued"] += 1
-            self.c["done_jobs"] += 1
-            self.done_cost += self._pay(costs)
-            self.cat_stats["issued"][cat] += 1
-            self.cat_stats["completed"][cat] += 1
-            out["taken"] += 1
-        return out
-
-    def requeue_unrecorded(self) -> int:
-        """After load() and resume_done(): jobs the checkpoint counted as finished but the run's
-        record lacks (their rows were still buffered when the run died) go back to the queue, to be
-        done again; their first cost stays in the ledger (it was spent). Returns how many."""
-        rec = np.fromiter(self._recorded, np.int64, len(self._recorded))
-        self._recorded, self._resume_index = set(), None
-        n = self.space.n_pairs
-        if not n:
-            return 0
-        full = self._full_masks()
-        active = (self.space.state[:n] & 7) == ACTIVE
-        issued = full[self.space.cat[:n]] & ~self.space.mask[:n].astype(np.uint64)
-        have = np.zeros(n, np.uint64)
-        np.bitwise_or.at(have, rec >> ATTEMPT_BITS, np.left_shift(np.uint64(1), (rec & ((1 << ATTEMPT_BITS) - 1)).astype(np.uint64)))
-        lost = np.where(active, issued & ~have, np.uint64(0))
-        lp, la = [], []
-        for p in np.flatnonzero(lost).tolist():
-            bits = int(lost[p])
-            for a in range(bits.bit_length()):
-                if bits >> a & 1:
-                    lp.append(p)
-                    la.append(a)
-        if lp:
-            lp_a, la_a = np.array(lp, np.int64), np.array(la, np.int64)
-            self.space.restore(lp_a, la_a)
-            self.c["done_jobs"] -= len(lp)
-            self.c["issued"] -= len(lp)
-            np.subtract.at(self.cat_stats["issued"], self.space.cat[lp_a], 1)
-            np.subtract.at(self.cat_stats["completed"], self.space.cat[lp_a], 1)
-            self.c["redone_unrecorded"] += len(lp)
-        return len(lp)
 
     def stop_pair(self, pair: int, status: int) -> None:
         """No more attempts for this pair (a policy's call); counts the attempts saved."""
@@ -363,6 +322,7 @@ class JobScheduler:
         head = {
             **self._identity(), "categories": self.category_names, "counters": self.c,
             "done_cost": self.done_cost, "wasted_s": self.wasted_s, "stopped": self.stopped,
+            "measured": [self.measured_n, self.measured_s],
             "rng": self.rng.bit_generator.state, "ledger": self.ledger.state(), "policy_state": self.policy.state(),
         }  # fmt: skip
         arrays = self.space.arrays()
@@ -378,6 +338,7 @@ class JobScheduler:
         self.space.load_arrays(arrays)
         self.c.update(head["counters"])
         self.done_cost, self.wasted_s = head["done_cost"], head["wasted_s"]
+        self.measured_n, self.measured_s = head.get("measured", [0, 0.0])  # older checkpoints: the prior until 8 are in
         self.stopped.update(head["stopped"])
         self.rng.bit_generator.state = head["rng"]
         self.ledger.load_state(head["ledger"])
@@ -437,6 +398,8 @@ class JobScheduler:
             "jobs_requeued_after_restart": self.c["requeued"],
             "jobs_abandoned_after_restart": self.c["abandoned_after_restart"],
             "jobs_redone_unrecorded": self.c["redone_unrecorded"],
+            "jobs_taken_from_record": self.c["taken_from_record"],
+            "jobs_drawn_again_recorded": self.c["drawn_again_recorded"],
             "unknown_completions": self.c["unknown_completions"],
             "pairs_stopped": dict(self.stopped),
             "policy": self.policy_name,

@@ -9,8 +9,10 @@ from nhr_ray.config import SchedulerConfig
 @pytest.mark.parametrize(
     "section, match",
     [
-        ({"budget_gpu_hours": 0}, "must be > 0"),
-        ({"budget_gpu_hours": -3}, "must be > 0"),
+        ({"budget_gpu_hours": 0}, "must be a finite number > 0"),
+        ({"budget_gpu_hours": -3}, "must be a finite number > 0"),
+        ({"budget_gpu_hours": float("inf")}, "must be a finite number > 0"),
+        ({"budget_gpu_hours": float("nan")}, "must be a finite number > 0"),
         ({"policy": "greedy"}, "unknown policy 'greedy'"),
         ({"policy": "per_category_m", "policy_options": {"attempts": {"sky": 2}}}, r"unknown categories \['sky'\]"),
         ({"policy": "adaptive", "policy_options": {"stirkes": 2}, "unit": "job"}, "policy_options.stirkes"),
