@@ -17,6 +17,8 @@ import hashlib
 import json
 from typing import Any
 
+from nhr_ray.config.renames import fingerprint_spelling
+
 RESUMABLE: dict[str, str] = {
     "scheduler.budget_gpu_hours": "decides how much of the queue is drawn, not what a job gives; a larger one extends "
     "the run (the same queue and draw order)",
@@ -62,7 +64,7 @@ def resumable(key: str) -> bool:
 
 
 def flat_config(cfg) -> dict[str, Any]:
-    return flat(cfg.model_dump(mode="json"))
+    return fingerprint_spelling(flat(cfg.model_dump(mode="json")))
 
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -14,17 +14,23 @@ Seven roles of the method map onto four kinds of model:
 Backends take batches and answer one item per request, in order. They return what the model said
 (raw text, pixels) and what the call cost; parsing and deciding belong to the stages. A backend
 never raises for one bad item: it returns that item's `error` so the stage can count it.
-Adding a backend is one class and one `@register` line.
+Adding a backend is one class and one line in the table of nhr_ray/backends/__init__.py (a plugin's
+or a test's: one `@register` line). What a backend needs from the runtime comes in through its
+`BackendContext` (nhr_ray/ports.py), never by importing it.
 """
 
 from __future__ import annotations
 
 import abc
+import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
+
+from nhr_ray.backends import BUILTIN, BackendEntry
+from nhr_ray.ports import Limits
 
 ROLE_KINDS: dict[str, str] = {
     "designer": "text",
@@ -147,6 +153,9 @@ class BackendContext:
     prompts_dir: str | None = None
     run_config: Any = None  # the whole validated config.RunConfig (API sections, sources, ...)
     device: str | None = None  # where the actor runs, "<node id>/<GPU ids>" (set by the Ray layer; None outside Ray)
+    # shared rate limiters and the run's spend ledger (nhr_ray/ports.py): the Ray layer hands in its
+    # cluster-wide ones; None: this process's own buckets (a test, a CLI tool outside Ray)
+    limits: Limits | None = None
 
 
 class BackendUnavailable(RuntimeError):
@@ -181,56 +190,61 @@ class VisionJudge(Backend):
     def ask(self, requests: list[VLMRequest]) -> list[Answer]: ...
 
 
-_REGISTRY: dict[tuple[str, str], type[Backend] | Callable[[], type[Backend]]] = {}
-_DESCRIPTIONS: dict[tuple[str, str], str] = {}
+_REGISTRY: dict[tuple[str, str], type[Backend] | BackendEntry] = dict(BUILTIN)  # (kind, name) -> class or "module:Class"
 
 
 def register(kind: str, name: str, description: str = ""):
-    """Class decorator: make a backend selectable as `backend: <name>` for roles of that kind."""
+    """Class decorator: make a backend selectable as `backend: <name>` for roles of that kind (a
+    plugin's or a test's; the built-in ones are listed in nhr_ray/backends/__init__.py)."""
 
     def deco(cls):
         _REGISTRY[(kind, name)] = cls
-        _DESCRIPTIONS[(kind, name)] = description or (cls.__doc__ or "").strip().split("\n")[0]
         return cls
 
     return deco
 
 
-def register_lazy(kind: str, name: str, module: str, attr: str, description: str) -> None:
-    """Register a backend whose module imports heavy packages, without importing it now."""
-
-    def load():
-        import importlib
-
-        return getattr(importlib.import_module(module), attr)
-
-    _REGISTRY[(kind, name)] = load
-    _DESCRIPTIONS[(kind, name)] = description
+def _load(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
-def _ensure_builtins() -> None:
-    import nhr_ray.backends  # noqa: F401  (registers the built-in backends)
-
-
-def backend_class(role: str, name: str) -> type[Backend]:
-    _ensure_builtins()
+def _entry(role: str, name: str) -> tuple[str, type[Backend] | BackendEntry]:
     kind = ROLE_KINDS[role]
     entry = _REGISTRY.get((kind, name))
     if entry is None:
         known = sorted(n for k, n in _REGISTRY if k == kind)
         raise KeyError(f"unknown backend {name!r} for role {role!r} (kind {kind}); known: {known}")
-    if not isinstance(entry, type):
-        entry = entry()
-        _REGISTRY[(kind, name)] = entry
+    return kind, entry
+
+
+def backend_class(role: str, name: str) -> type[Backend]:
+    """The backend class (imports its module, light at import; heavy packages load in setup())."""
+    kind, entry = _entry(role, name)
+    if isinstance(entry, BackendEntry):
+        entry = _REGISTRY[(kind, name)] = _load(entry.cls)
     return entry
+
+
+def options_class(role: str, name: str) -> type[BackendOptions]:
+    """The backend's Options model, without importing the backend where the table names it apart."""
+    _, entry = _entry(role, name)
+    if isinstance(entry, BackendEntry) and entry.options:
+        return _load(entry.options)
+    return backend_class(role, name).Options
+
+
+def _describe(entry: type[Backend] | BackendEntry) -> str:
+    if isinstance(entry, BackendEntry):
+        return entry.description
+    return (entry.__doc__ or "").strip().split("\n")[0]
 
 
 def list_backends() -> dict[str, list[tuple[str, str]]]:
     """role -> [(backend name, one-line description)]."""
-    _ensure_builtins()
     out: dict[str, list[tuple[str, str]]] = {}
     for role, kind in ROLE_KINDS.items():
-        out[role] = sorted((n, _DESCRIPTIONS[(k, n)]) for (k, n) in _REGISTRY if k == kind)
+        out[role] = sorted((n, _describe(e)) for (k, n), e in _REGISTRY.items() if k == kind)
     return out
 
 

@@ -5,25 +5,7 @@ from importlib import resources
 import pytest
 import yaml
 
-from nhr_ray import roles
 from nhr_ray.config import ConfigError, apply_override, presets, validate_config
-
-
-@pytest.fixture(autouse=True)
-def text_backends(monkeypatch):
-    """The preset leaves designer and inverter to the simulation; where this branch has no 'sim'
-    text backend yet, a stand-in is registered for the duration of a test."""
-    roles._ensure_builtins()
-    if ("text", "sim") not in roles._REGISTRY:
-
-        class StandIn(roles.TextModel):
-            name = "sim"
-
-            def complete(self, requests):
-                return [roles.Answer(text="") for _ in requests]
-
-        monkeypatch.setitem(roles._REGISTRY, ("text", "sim"), StandIn)
-        monkeypatch.setitem(roles._DESCRIPTIONS, ("text", "sim"), "stand-in")
 
 
 def _tiny_real() -> dict:

@@ -9,9 +9,8 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
+from nhr_ray.io.rows import ATTEMPTS_SCHEMA, IMAGE, SOURCES_SCHEMA, TRIPLETS_SCHEMA  # noqa: F401  (derived from the row records)
 from nhr_ray.io.store import Store
-
-IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 
 
 class ShardWriter:
@@ -48,38 +47,3 @@ def iter_rows(store: Store, prefix: str, columns: list[str] | None = None, batch
     for p in store.glob(directory, f"{prefix}-"):
         for batch in store.parquet(p).iter_batches(batch_size=batch_rows, columns=columns):
             yield from batch.to_pylist()
-
-
-SOURCES_SCHEMA = pa.schema([
-    ("source_id", pa.string()), ("scene_id", pa.string()), ("prompt", pa.string()), ("style", pa.string()),
-    ("source_seed", pa.int64()), ("img_width", pa.int32()), ("img_height", pa.int32()),
-    ("instructions", pa.list_(pa.string())), ("categories", pa.list_(pa.string())),
-    ("image", IMAGE), ("verdict_stage", pa.string()), ("gate_keep", pa.bool_()), ("gate_outcome", pa.string()),
-    ("gate_reason", pa.string()), ("gate_raw", pa.string()), ("gpu_seconds", pa.float64()), ("sim_truth", pa.string()),
-])  # fmt: skip
-
-_VERDICT_COLS = []
-for _st in ("edit", "prefilter", "lowlevel", "validate"):
-    _VERDICT_COLS += [(f"{_st}_outcome", pa.string()), (f"{_st}_reason", pa.string()), (f"{_st}_raw", pa.string())]
-
-ATTEMPTS_SCHEMA = pa.schema([
-    ("attempt_id", pa.string()), ("pair_id", pa.string()), ("source_id", pa.string()),
-    ("instruction_index", pa.int32()), ("attempt_index", pa.int32()), ("edit_seed", pa.int64()),
-    ("edit_instruction", pa.string()), ("category", pa.string()), ("img_width", pa.int32()), ("img_height", pa.int32()),
-    ("final_stage", pa.string()), ("final_outcome", pa.string()), ("final_reason", pa.string()), ("kept", pa.bool_()),
-    *_VERDICT_COLS,
-    ("prefilter_adherence", pa.float64()), ("prefilter_aesthetics", pa.float64()),
-    ("adherence", pa.float64()), ("aesthetics", pa.float64()), ("score", pa.float64()),
-    ("changed_pixels", pa.int64()), ("largest_component_share", pa.float64()),
-    ("gpu_seconds", pa.float64()), ("edit_meta", pa.string()), ("edited_image", IMAGE),
-    ("sim_outcome", pa.string()), ("sim_truth", pa.string()),
-    ("api_usage", pa.string()),  # JSON: tokens, calls and USD its hosted-model calls cost (resume adds it back)
-])  # fmt: skip
-
-TRIPLETS_SCHEMA = pa.schema([
-    ("sample_id", pa.string()), ("kind", pa.string()), ("source_image", IMAGE), ("edited_image", IMAGE),
-    ("edit_instruction", pa.string()), ("category", pa.string()), ("style", pa.string()),
-    ("img_width", pa.int32()), ("img_height", pa.int32()), ("adherence", pa.float64()), ("aesthetics", pa.float64()),
-    ("score", pa.float64()), ("prompt", pa.string()), ("source_seed", pa.int64()), ("edit_seed", pa.int64()),
-    ("parents", pa.list_(pa.string())), ("lineage", pa.string()), ("source_id", pa.string()), ("attempt_id", pa.string()),
-])  # fmt: skip

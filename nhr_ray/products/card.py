@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from nhr_ray.config import KNOWN_CATEGORIES
+from nhr_ray.categories import KNOWN_CATEGORIES
 from nhr_ray.products.hf import card_header
 
 WHAT = {

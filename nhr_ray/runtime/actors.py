@@ -44,10 +44,12 @@ class StageActor:
             from ray.util.metrics import Histogram
 
             from nhr_ray.runtime.metrics import LATENCY_BOUNDARIES
+            from nhr_ray.runtime.ratelimit import RayLimits
 
             ctx = ray.get_runtime_context()
             gpus = ctx.get_accelerator_ids().get("GPU", [])
             self.stage.device = f"{ctx.get_node_id()}/{','.join(map(str, gpus))}" if gpus else None
+            self.stage.limits = RayLimits()  # the backend's rate limits and spend ledger, cluster-wide
             self.stage.setup()
             self.latency = Histogram("nhr_call_latency_seconds", "Seconds per actor call (one batch).",
                                      boundaries=LATENCY_BOUNDARIES, tag_keys=("role",))

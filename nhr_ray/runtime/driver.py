@@ -280,8 +280,7 @@ class Miner:
         were paid but left no record)."""
         spent = sum(u.get("usd", 0.0) for u in self.usage.by_role.values()) + recorded_usd(self.store)
         if spent > 0 and self.cfg.api.max_cost_usd is not None:
-            from nhr_ray.backends.api.common import budget_scope
-            from nhr_ray.runtime.ratelimit import shared_limiter
+            from nhr_ray.runtime.ratelimit import budget_scope, shared_limiter
 
             ledger = shared_limiter(budget_scope(), max_usd=self.cfg.api.max_cost_usd)
             ledger.settle(usd_actual=spent)

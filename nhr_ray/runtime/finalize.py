@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
+from nhr_ray.io.rows import TripletRow
 from nhr_ray.io.store import Store
 from nhr_ray.records import geometric_score, sample_id, stable_hash
 from nhr_ray.runtime import finalize_state
@@ -254,10 +255,8 @@ def finalize(cfg, store: Store, funnel, usage, run_name: str = "nhr") -> dict[st
                 triplets, tally = apply_consistency(triplets, verdicts)
                 funnel.merge(tally)
             for tr in triplets:
-                tr.pop("_truth", None)
-                tr.pop("_sim_truth", None)
                 counts[f"final_{tr['kind']}"] += 1
-            writer.write(triplets)
+            writer.write([TripletRow.of(tr).to_row() for tr in triplets])  # the columns, not the working keys
         finalize_state.publish(store, writer)
     finally:
         pools.shutdown()

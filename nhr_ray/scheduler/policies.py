@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from nhr_ray.config import check_categories
+from nhr_ray.categories import check_categories
 
 if TYPE_CHECKING:
     from nhr_ray.scheduler.core import JobScheduler

@@ -81,6 +81,7 @@ class Stage:
         self._backend_options = role_options or {}
         self._num_gpus = num_gpus
         self.device: str | None = None  # "<node id>/<GPU ids>", set by the actor hosting this stage
+        self.limits = None  # shared limiters (nhr_ray/ports.py), set by the actor hosting this stage; None: in-process
         self.redact = Redactor(config)  # the run's key variables: scrubbed from every answer and error
 
     def setup(self) -> None:
@@ -93,6 +94,7 @@ class Stage:
                 sim=self.config.sim,
                 run_config=self.config,
                 device=self.device,
+                limits=self.limits,
             )
             backend = build_backend(self.role, self._backend_name or rc.backend, self._backend_options or rc.options, ctx)
             backend.setup()

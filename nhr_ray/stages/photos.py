@@ -38,7 +38,8 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nhr_ray.config import KNOWN_CATEGORIES, ConfigError
+from nhr_ray.categories import KNOWN_CATEGORIES
+from nhr_ray.config import ConfigError
 from nhr_ray.io.images import ImageRejected, decode_photo
 from nhr_ray.records import Instruction, Scene, Source, Verdict, source_id
 from nhr_ray.stages.base import Stage, Tally

@@ -2,7 +2,7 @@
 >= 4.7 and aesthetics >= 4.7 (config). Also used by stage 11 on inverse triplets.
 
 How a judge is asked and how its answer is read is its profile's business (nhr_ray/judges,
-`judging.<role>.profile`); a profile may need more than one question per candidate."""
+`judging.<stage>.profile`); a profile may need more than one question per candidate."""
 
 from __future__ import annotations
 

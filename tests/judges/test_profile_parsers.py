@@ -170,10 +170,10 @@ def test_unknown_profile_is_an_error_naming_the_known_ones():
     from nhr_ray.config import ConfigError, load_config
 
     with pytest.raises(ConfigError, match=r"unknown judge profile 'imgedit'; known: \['nhr', 'nhr-paper-keys', 'imgedit-judge', 'editscore'\]"):
-        load_config(None, overrides=["judging.validator.profile=imgedit"])
+        load_config(None, overrides=["judging.validation.profile=imgedit"])
     with pytest.raises(ConfigError, match="judging.prefilter.profile: 'editscore' needs a real judge model"):
         load_config(None, overrides=["judging.prefilter.profile=editscore"])
     with pytest.raises(ConfigError, match="profle"):
-        load_config(None, overrides=["judging.validator.profle=nhr"])
-    cfg = load_config(None, overrides=["judging.validator.profile=nhr-paper-keys"])
-    assert cfg.judging.for_role("consistency").profile == "nhr-paper-keys"  # consistency follows the validator
+        load_config(None, overrides=["judging.validation.profle=nhr"])
+    cfg = load_config(None, overrides=["judging.validation.profile=nhr-paper-keys"])
+    assert cfg.judging.for_stage("consistency").profile == "nhr-paper-keys"  # consistency follows validation

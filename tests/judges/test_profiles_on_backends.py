@@ -83,7 +83,7 @@ def _attempt(k: int) -> tuple[Attempt, Source]:
 
 
 def _validate(backend: str, api: dict, profile: str, options: dict) -> list:
-    cfg = validate_config({"api": api, "judging": {"validator": {"profile": profile}},
+    cfg = validate_config({"api": api, "judging": {"validation": {"profile": profile}},
                            "roles": {"validator": {"backend": backend, "options": options}}})  # fmt: skip
     stage = ValidateStage(cfg)
     stage.setup()

@@ -74,6 +74,40 @@ def test_local_buckets_are_shared_by_name():
     reset_local()
 
 
+def test_a_backend_takes_its_limits_from_its_context_port(monkeypatch):
+    """BackendContext.limits is the backend's only way to its limiters: an in-process Limits handed
+    in sees every request and the spend; this process's shared buckets see none of them."""
+    import types
+
+    from nhr_ray.config import ApiConfig
+    from nhr_ray.ports import LOCAL, LocalLimits
+    from nhr_ray.roles import BackendContext, build_backend
+    from nhr_ray.testing.fake_api import FakeAPIServer
+
+    reset_local()
+    mine = LocalLimits()
+    with FakeAPIServer("gemini") as srv:
+        api = ApiConfig.model_validate({"gemini": {"base_url": srv.base_url, "requests_per_minute": 6000}, "max_cost_usd": 5.0})
+        ctx = BackendContext("validator", 0, 0, run_config=types.SimpleNamespace(api=api), limits=mine)
+        monkeypatch.setenv("GEMINI_API_KEY", "AIzaPORTtestKEY1234567890abcdef")
+        b = build_backend("validator", "gemini", {}, ctx)
+        b.setup()
+        try:
+            import numpy as np
+
+            from nhr_ray.roles import VLMRequest
+
+            im = np.zeros((8, 8, 3), np.uint8)
+            answers = b.ask([VLMRequest(f"p{i}", "edit_scores", "p", [im, im]) for i in range(3)])
+        finally:
+            b.teardown()
+    assert [a.error for a in answers] == [None] * 3 and len(srv.records) == 3
+    assert mine.bucket("gemini:gemini-2.5-flash").stats()["requests"] == 3
+    assert mine.bucket("usd:local").stats()["spent_usd"] > 0
+    assert LOCAL._buckets == {}  # nothing went around the port
+    reset_local()
+
+
 @pytest.fixture
 def ray_private(monkeypatch):
     ray = pytest.importorskip("ray")
@@ -101,9 +135,11 @@ def test_one_limiter_shared_by_several_ray_actors_against_a_real_server(ray_priv
             os.environ["GEMINI_API_KEY"] = key
             from nhr_ray.config import ApiConfig
             from nhr_ray.roles import BackendContext, build_backend
+            from nhr_ray.runtime.ratelimit import RayLimits
 
             api = ApiConfig.model_validate({"gemini": {"base_url": base_url, "requests_per_minute": 600, "concurrency": 4}})
-            ctx = BackendContext("validator", 0, 0, run_config=types.SimpleNamespace(api=api))
+            # what the Ray layer hands every backend it hosts (runtime/actors.py)
+            ctx = BackendContext("validator", 0, 0, run_config=types.SimpleNamespace(api=api), limits=RayLimits())
             self.b = build_backend("validator", "gemini", {}, ctx)
             self.b.setup()
 
@@ -149,3 +185,32 @@ def test_a_run_ends_its_spend_ledger_even_when_it_fails(ray_private, tmp_path, m
     assert any(n.startswith("ratelimit:usd:") for n in seen), seen  # it existed while the run did
     left = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
     assert not any(n.startswith("ratelimit:usd:") for n in left), left
+
+
+def test_the_stage_actor_hands_its_backend_the_cluster_wide_limits(ray_private):
+    """A backend hosted by the Ray layer (StageActor) gets RayLimits through its context: its calls
+    go through the named limiter actor every actor of the cluster shares, not an in-process bucket."""
+    import numpy as np
+
+    from nhr_ray.config import load_config
+    from nhr_ray.records import Source
+    from nhr_ray.runtime.actors import StageActor
+    from nhr_ray.stages.gate import GateStage
+    from nhr_ray.testing.fake_api import FakeAPIServer
+
+    ray = ray_private
+    key = "AIzaSTAGEactorKEY1234567890abcdef"
+    with FakeAPIServer("gemini") as srv:
+        cfg = load_config(None, overrides=["roles.gate.backend=gemini", f"api.gemini.base_url={srv.base_url}",
+                                           "api.gemini.requests_per_minute=6000", "roles.gate.num_gpus=0"])  # fmt: skip
+        actor = StageActor.options(num_cpus=0, runtime_env={"env_vars": {"GEMINI_API_KEY": key}}).remote(
+            GateStage, cfg.model_dump_json(), "gate"
+        )
+        img = np.zeros((8, 8, 3), np.uint8)
+        sources = [Source(f"s.n0{i}", "s", "a cup", i, 8, 8, img) for i in range(2)]
+        out, tally, _ = ray.get(actor.process.remote(sources))
+        limiter = ray.get_actor("ratelimit:gemini:gemini-2.5-flash", namespace="nhr_ray")
+        stats = ray.get(limiter.stats.remote())
+    assert tally.n_in == 2 and len(srv.records) == 2
+    assert stats["requests"] == 2  # every request booked on the cluster's bucket
+    ray.kill(limiter)

@@ -111,7 +111,7 @@ def test_a_mining_run_judges_with_the_tuned_validator(tuned, ray_local, tmp_path
             "max_pixels": 4096, "batch_size": 8}  # fmt: skip
     cfg = small_config(**{**RUN_SETS, "task.num_scenes": 2, "roles.validator.backend": "transformers",
                           "roles.validator.num_gpus": 0, "roles.validator.options": json.dumps(opts),
-                          "judging.validator.prompt_dir": str(tuned["prompts"])})  # fmt: skip
+                          "judging.validation.prompt_dir": str(tuned["prompts"])})  # fmt: skip
     run(cfg, tmp_path / "run")
     funnel = json.loads((tmp_path / "run" / "funnel.json").read_text())
     val = funnel["stages"]["validate"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-# a short scoring prompt (judging.<role>.prompt_dir): the tiny tokenizer spells the packaged one out
+# a short scoring prompt (judging.<stage>.prompt_dir): the tiny tokenizer spells the packaged one out
 # in ~900 tokens, which makes each CPU training step slow
 SHORT_PROMPT = 'Score "$instruction" as {"$adherence_key": x, "$aesthetics_key": y}\n'
 

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable
 
+from nhr_ray.config.api import ApiConfig
+from nhr_ray.ports import LOCAL, Limiter, Limits
 from nhr_ray.redact import redact
-from nhr_ray.roles import Answer
+from nhr_ray.roles import Answer, BackendUnavailable
 
 # Named outcomes an API item can end with (besides None = answered).
 OUTCOMES = (
@@ -145,8 +147,8 @@ class ApiCaller:
         policy: RetryPolicy,
         classify: Callable[[BaseException], Failure],
         pricing: Pricing,
-        rate=None,  # LimiterClient for requests/tokens per minute, or None
-        budget=None,  # LimiterClient holding the run's spend, or None
+        rate: Limiter | None = None,  # requests/tokens per minute
+        budget: Limiter | None = None,  # the run's spend
         concurrency: int = 8,
         secrets: list[str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -238,34 +240,19 @@ def estimate_tokens(text: str, images: int = 0, per_image: int = 258, expected_o
 
 def api_config(context) -> Any:
     """The run's `api` section (defaults when a backend is built without a run config)."""
-    from nhr_ray.config import ApiConfig
-
     cfg = getattr(context, "run_config", None)
     return cfg.api if cfg is not None else ApiConfig()
 
 
-def budget_scope() -> str:
-    """Name of the run's spend ledger: the Ray job (every actor of a run shares its driver's job
-    id), or this process without Ray."""
-    try:
-        import ray
-
-        if ray.is_initialized():
-            return f"usd:{ray.get_runtime_context().get_job_id()}"
-    except Exception:  # noqa: BLE001
-        pass
-    return "usd:local"
-
-
-def make_caller(provider: str, model: str, policy_cfg, api_cfg, classify, rpm, tpm, seed=None) -> ApiCaller:
-    """An ApiCaller wired to the cluster-wide limiter of (provider, model) and the run's budget.
-    Rate limits are keyed by provider and model, because that is how providers meter quota: two
-    roles on one model share it; a tuned validator model has its own."""
-    from nhr_ray.runtime.ratelimit import shared_limiter
-
+def make_caller(provider: str, model: str, policy_cfg, api_cfg, classify, rpm, tpm, seed=None, limits: Limits | None = None) -> ApiCaller:
+    """An ApiCaller wired to the shared limiter of (provider, model) and the run's spend ledger, both
+    from `limits` (the context's port; this process's buckets when None). Rate limits are keyed by
+    provider and model, because that is how providers meter quota: two roles on one model share it;
+    a tuned validator model has its own."""
+    limits = limits if limits is not None else LOCAL
     price = api_cfg.price(model)
-    rate = shared_limiter(f"{provider}:{model}", rpm, tpm, burst_s=policy_cfg.burst_s) if (rpm or tpm) else None
-    budget = shared_limiter(budget_scope(), max_usd=api_cfg.max_cost_usd) if api_cfg.max_cost_usd else None
+    rate = limits.rate_limiter(f"{provider}:{model}", rpm, tpm, burst_s=policy_cfg.burst_s) if (rpm or tpm) else None
+    budget = limits.spend_ledger(api_cfg.max_cost_usd) if api_cfg.max_cost_usd else None
     return ApiCaller(
         RetryPolicy(policy_cfg.max_retries, policy_cfg.backoff_initial_s, policy_cfg.backoff_max_s),
         classify,
@@ -280,7 +267,6 @@ def make_caller(provider: str, model: str, policy_cfg, api_cfg, classify, rpm, t
 def api_key(names: tuple[str, ...]) -> str | None:
     """The first of `names` set in the environment, else in the node's secrets file
     ($NHR_SECRETS_FILE, see nhr_ray/secretfile.py); None if neither has one."""
-    from nhr_ray.roles import BackendUnavailable
     from nhr_ray.secretfile import SecretFileError, secret
 
     try:
@@ -291,8 +277,6 @@ def api_key(names: tuple[str, ...]) -> str | None:
 
 def require_price(api_cfg, model: str) -> None:
     """With a cost budget, an unpriced model would spend without being counted: refuse it."""
-    from nhr_ray.roles import BackendUnavailable
-
     if api_cfg.max_cost_usd is not None and api_cfg.price(model) is None:
         raise BackendUnavailable(
             f"api.max_cost_usd is set but model {model!r} has no entry in api.prices; add "

@@ -169,7 +169,8 @@ class _Gemini:
         else:
             self._client = genai.Client(api_key=gemini_key(), http_options=http)
         self._caller = make_caller(
-            "gemini", self.model, cfg, api, classify, cfg.requests_per_minute, cfg.tokens_per_minute, seed=self.context.run_seed
+            "gemini", self.model, cfg, api, classify, cfg.requests_per_minute, cfg.tokens_per_minute, seed=self.context.run_seed,
+            limits=self.context.limits,
         )
 
     def teardown(self) -> None:

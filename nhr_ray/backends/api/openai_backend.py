@@ -140,7 +140,8 @@ class OpenAIText(TextModel):
             api_key=api_key((KEY_ENV,)) or "", base_url=cfg.base_url, max_retries=0, timeout=cfg.timeout_s
         )
         self._caller = make_caller(
-            "openai", self.model, cfg, api, classify, cfg.requests_per_minute, cfg.tokens_per_minute, seed=self.context.run_seed
+            "openai", self.model, cfg, api, classify, cfg.requests_per_minute, cfg.tokens_per_minute, seed=self.context.run_seed,
+            limits=self.context.limits,
         )
 
     def teardown(self) -> None:

@@ -1,4 +1,4 @@
-"""SIMULATION backends, one per role kind, registered as `sim`. See world.py for what they obey.
+"""SIMULATION backends, one per role kind, listed as `sim` in nhr_ray/backends/__init__.py. See world.py for what they obey.
 
 Costs are virtual: each call reports the GPU-seconds the real model would take on one H100 (SPEC.md's
 measured table) for the full-size image, and optionally sleeps that long times `realtime_scale`.
@@ -16,17 +16,8 @@ from nhr_ray.backends.sim import world as W
 from nhr_ray.backends.sim.gpu import run_time_shared
 from nhr_ray.backends.sim.text import SimText
 from nhr_ray.records import item_rng, item_seed, stable_hash
-from nhr_ray.roles import (
-    Answer,
-    BackendOptions,
-    EditRequest,
-    ImageEditor,
-    ImageGenerator,
-    T2IRequest,
-    VisionJudge,
-    VLMRequest,
-    register,
-)
+from nhr_ray.backends.sim_options import SimEditorOptions, SimJudgeOptions, SimT2IOptions
+from nhr_ray.roles import Answer, EditRequest, ImageEditor, ImageGenerator, T2IRequest, VisionJudge, VLMRequest
 
 # SPEC.md, one H100, bf16
 T2I_STEP_S, VAE_DECODE_S, EDIT_STEP_S = 0.173, 0.091, 0.376
@@ -52,11 +43,6 @@ class _Sim:
                 time.sleep(gpu_seconds / g * sim.realtime_scale)
 
 
-class SimT2IOptions(BackendOptions):
-    steps: int = 4
-
-
-@register("t2i", "sim", "SIMULATION: parses the world's scene language and draws the objects (some go missing)")
 class SimT2I(_Sim, ImageGenerator):
     Options = SimT2IOptions
 
@@ -79,12 +65,6 @@ class SimT2I(_Sim, ImageGenerator):
         return out
 
 
-class SimEditorOptions(BackendOptions):
-    min_steps: int = 18
-    max_steps: int = 28
-
-
-@register("editor", "sim", "SIMULATION: draws an outcome per attempt (clean, partial, drift, noise, ...) and repaints")
 class SimEditor(_Sim, ImageEditor):
     Options = SimEditorOptions
 
@@ -122,10 +102,6 @@ class SimEditor(_Sim, ImageEditor):
         return out
 
 
-class SimJudgeOptions(BackendOptions):
-    pass
-
-
 def _yes_no(yes: bool, rng: np.random.Generator) -> str:
     word = "yes" if yes else "no"
     return str(rng.choice([word, word.capitalize(), word.capitalize() + ".", f"**{word.capitalize()}**", word.upper()]))
@@ -144,7 +120,6 @@ MALFORMED = {
 }  # fmt: skip
 
 
-@register("vlm", "sim", "SIMULATION: answers from the true outcome with calibrated noise, in real answer formats")
 class SimJudge(_Sim, VisionJudge):
     Options = SimJudgeOptions
 

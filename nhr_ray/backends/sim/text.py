@@ -10,7 +10,8 @@ import numpy as np
 
 from nhr_ray.backends.sim import world as W
 from nhr_ray.records import item_rng
-from nhr_ray.roles import Answer, BackendOptions, TextModel, TextRequest, register
+from nhr_ray.backends.sim_options import SimTextOptions
+from nhr_ray.roles import Answer, TextModel, TextRequest
 
 _COUNT = re.compile(r"exactly (\d+) items")
 
@@ -74,11 +75,6 @@ def _malform_item(item: dict, rng: np.random.Generator) -> dict:
     return {"prompt": "", "edits": item["edits"]}
 
 
-class SimTextOptions(BackendOptions):
-    pass
-
-
-@register("text", "sim", "SIMULATION: designs scenes in the world's language; writes inverse instructions")
 class SimText(TextModel):
     Options = SimTextOptions
 

@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="new folder: the adapter (or the Gemini dataset and job) and its reports")
     p.add_argument("--profile", default="nhr", choices=profile_names(), help="judge profile whose prompt and answer format to train")
     p.add_argument("--prompt-dir", help="folder with the profile's prompt files to train on instead of the packaged ones "
-                                        "(mine with the same judging.validator.prompt_dir)")
+                                        "(mine with the same judging.validation.prompt_dir)")
     p.add_argument("--holdout", type=float, default=0.2, help="share of rated triplets held out for the check (default 0.2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the training order")
     p.add_argument("--threshold", type=float, default=4.7, help="validator threshold of the held-out report (default 4.7)")

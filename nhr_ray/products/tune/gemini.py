@@ -159,7 +159,7 @@ def validator_config(endpoint: str, s: GeminiTuneSettings, profile: str, prompt_
     if s.base_url:
         gemini["base_url"] = s.base_url
     judging = {"profile": profile, **({"prompt_dir": prompt_dir} if prompt_dir else {})}
-    return {"api": {"gemini": gemini}, "judging": {"validator": judging},
+    return {"api": {"gemini": gemini}, "judging": {"validation": judging},
             "roles": {"validator": {"backend": "gemini", "options": {"model": endpoint}}}}  # fmt: skip
 
 

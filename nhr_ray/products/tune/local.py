@@ -4,7 +4,7 @@ Writes into ADAPTER: the peft adapter (adapter_config.json, adapter_model.safete
 predictions and `nhr-ray calibrate`'s report on them (calibration.json, scatter.png,
 threshold_sweep.png), and tune.json (settings, split, exclusions, loss per step). Use it with
 `roles.validator.options.lora: ADAPTER` (transformers or vllm backend, same base model) and the same
-`judging.validator.profile`.
+`judging.validation.profile`.
 """
 
 from __future__ import annotations
@@ -57,6 +57,6 @@ def tune_local(ratings, base: str, out, *, run_dir=None, profile: str = "nhr", p
               "split": {"train": [e.triplet for e in train_set], "heldout": [e.triplet for e in held]},
               "excluded": dict(excluded), "training": fit, "heldout_check": held_summary,
               "use": {"roles.validator.options.model": options["model"], "roles.validator.options.lora": str(out.absolute()),
-                      "judging.validator.profile": profile, "judging.validator.prompt_dir": prompt_dir}}  # fmt: skip
+                      "judging.validation.profile": profile, "judging.validation.prompt_dir": prompt_dir}}  # fmt: skip
     (out / "tune.json").write_text(json.dumps(result, indent=2, default=str))
     return result

@@ -1,0 +1,70 @@
+"""The whole run's config: one section per stage and per concern, checked together."""
+
+from __future__ import annotations
+
+from pydantic import Field, ValidationError, model_validator
+
+from nhr_ray.config.api import ApiConfig
+from nhr_ray.config.base import Strict, first_error
+from nhr_ray.config.cluster import RayConfig, RoleConfig, RolesConfig
+from nhr_ray.config.judging import JudgingConfig
+from nhr_ray.config.output import AnswersConfig, ModelsConfig, OutputConfig, SimConfig
+from nhr_ray.config.scheduler import SchedulerConfig
+from nhr_ray.config import stages as S
+from nhr_ray.judges.profiles import profile_class
+from nhr_ray.roles import ROLE_KINDS, BackendUnavailable, options_class
+
+
+class RunConfig(Strict):
+    seed: int = Field(
+        0, ge=0, le=2**63 - 1,
+        description="Run seed: every outcome is a function of it and the item's id (0 to 2^63-1: numpy's generators "
+        "take no negative seed, and the OpenAI API's seed is a 64-bit integer).",
+    )
+    task: S.TaskConfig = Field(default_factory=S.TaskConfig)
+    sources: S.SourcesConfig = Field(default_factory=S.SourcesConfig)
+    gate: S.GateConfig = Field(default_factory=S.GateConfig)
+    edit: S.EditConfig = Field(default_factory=S.EditConfig)
+    prefilter: S.PrefilterConfig = Field(default_factory=S.PrefilterConfig)
+    lowlevel: S.LowLevelConfig = Field(default_factory=S.LowLevelConfig)
+    validation: S.ValidationConfig = Field(default_factory=S.ValidationConfig)
+    inversion: S.InversionConfig = Field(default_factory=S.InversionConfig)
+    composition: S.CompositionConfig = Field(default_factory=S.CompositionConfig)
+    consistency: S.ConsistencyConfig = Field(default_factory=S.ConsistencyConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    roles: RolesConfig = Field(default_factory=RolesConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    answers: AnswersConfig = Field(default_factory=AnswersConfig, description="Length bounds on model text before parsing.")
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    sim: SimConfig = Field(default_factory=SimConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig, description="Hosted model APIs: endpoints, retries, rate limits, prices, budget.")
+    judging: JudgingConfig = Field(
+        default_factory=JudgingConfig, description="Judge profiles (scoring prompt, answer format, scale) per judging role."
+    )
+
+    @model_validator(mode="after")
+    def _roles_exist(self):
+        for role in ROLE_KINDS:
+            rc: RoleConfig = getattr(self.roles, role)
+            try:
+                options = options_class(role, rc.backend)
+            except (KeyError, BackendUnavailable) as e:
+                raise ValueError(f"roles.{role}.backend: {e}") from None
+            try:
+                options.model_validate(rc.options)
+            except ValidationError as e:
+                raise ValueError(f"roles.{role}.options: {first_error(e)}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _profiles_fit_backends(self):
+        for stage, role in (("prefilter", "prefilter"), ("validation", "validator"), ("consistency", "validator")):
+            pc = self.judging.for_stage(stage)
+            if getattr(self.roles, role).backend == "sim" and not profile_class(pc.profile).sim_speaks_it:
+                raise ValueError(f"judging.{stage}.profile: {pc.profile!r} needs a real judge model; the simulated "
+                                 f"roles.{role} answers only in the 'nhr' formats")  # fmt: skip
+        return self
+
+    def role(self, name: str) -> RoleConfig:
+        return getattr(self.roles, name)
