@@ -46,19 +46,12 @@ from nhr_ray.runtime.sizing import PRIOR_GPU_S_PER_ATTEMPT
 from nhr_ray.scheduler.actor import SchedulerActor
 from nhr_ray.scheduler.core import scheduler_config_hash
 from nhr_ray.scheduler.policies import make_policy
+from nhr_ray.stages import table
 from nhr_ray.stages.base import Tally
-from nhr_ray.stages.design import DesignStage
-from nhr_ray.stages.edit import EditStage
-from nhr_ray.stages.gate import GateStage
-from nhr_ray.stages.lowlevel import LowLevelStage
-from nhr_ray.stages.prefilter import PrefilterStage
-from nhr_ray.stages.sources import SourceStage, source_tasks
-from nhr_ray.stages.validate import ValidateStage
+from nhr_ray.stages.sources import source_tasks
 
 log = logging.getLogger(__name__)
 
-STAGE_ROLE = {"edit": "editor", "prefilter": "prefilter", "lowlevel": "cpu", "validate": "validator"}
-ATTEMPT_STAGES = ("edit", "prefilter", "lowlevel", "validate")
 
 
 class Usage:
@@ -129,19 +122,9 @@ class Miner:
         # registered in pipeline order: with ray.max_starting_actors, sources' roles load first
         self.starter = Starter(cfg.ray.max_starting_actors) if cfg.ray.max_starting_actors else None
 
-        def pool(role: str, stage_cls) -> Pool:
-            rc = cfg.role(role)
-            return Pool(role, stage_cls, cfg, sized.get(role, rc.actors), rc.num_gpus, rc.num_cpus, self.run_name, self.starter)
-
-        self.pools = {
-            "designer": pool("designer", DesignStage),
-            "t2i": pool("t2i", SourceStage if cfg.sources.kind == "t2i" else _photo_stage()),
-            "gate": pool("gate", GateStage),
-            "editor": pool("editor", EditStage),
-            "prefilter": pool("prefilter", PrefilterStage),
-            "validator": pool("validator", ValidateStage),
-            "cpu": Pool("cpu", LowLevelStage, cfg, cfg.ray.cpu_workers, 0, 0.5, self.run_name, self.starter),
-        }
+        # one pool per role, keyed by it; the CPU pools after the model roles' (the Starter's tie order)
+        specs = sorted(table.stages("stream"), key=lambda s: s.placement == "cpu")
+        self.pools = {s.role: self._pool(s, sized) for s in specs}
         s = cfg.scheduler
         self.ckpt = CheckpointSync(self.store)
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
@@ -184,6 +167,14 @@ class Miner:
         self.driver_node = ray.get_runtime_context().get_node_id()
         self._initial = {r: len(p.actors) for r, p in self.pools.items()}
         self._all_up = False
+
+    def _pool(self, spec, sized: dict[str, int]) -> Pool:
+        """A stage's pool: a model role's (roles.<role>: actors, GPUs, CPUs) or CPU actors (ray.cpu_workers)."""
+        if spec.placement == "cpu":
+            return Pool(spec.role, spec.load(self.cfg), self.cfg, self.cfg.ray.cpu_workers, 0, 0.5, self.run_name, self.starter)
+        rc = self.cfg.role(spec.role)
+        return Pool(spec.role, spec.load(self.cfg), self.cfg, sized.get(spec.role, rc.actors), rc.num_gpus, rc.num_cpus,
+                    self.run_name, self.starter)  # fmt: skip
 
     def check_start(self, wait: bool = False) -> None:
         """Raise the first setup() failure among the starting actors; mark when all are up.
@@ -253,13 +244,13 @@ class Miner:
         of its queue (restored or rebuilt), paid once and shown to its policy; never drawn again."""
         done = set()
         cols = ["attempt_id", "source_id", "gpu_seconds", "api_usage", *RESULT_COLUMNS,
-                *[f"{s}_{x}" for s in ATTEMPT_STAGES for x in ("outcome", "reason")]]
+                *[f"{s.name}_{x}" for s in table.attempt_stages() for x in ("outcome", "reason")]]
         recorded, calls = [], []
         for r in iter_rows(self.store, "attempts", columns=cols):
             done.add(r["attempt_id"])
             if r["api_usage"]:  # what its validator calls cost before the restart
                 self.usage.add("validator", json.loads(r["api_usage"]))
-            for st in ATTEMPT_STAGES:
+            for st in (s.name for s in table.attempt_stages()):
                 if r[f"{st}_outcome"] is not None:
                     self.funnel.tally(st).add(Verdict(st, r[f"{st}_outcome"] == "kept", r[f"{st}_reason"],
                                                       failed=r[f"{st}_outcome"] == "failed"))
@@ -311,8 +302,7 @@ class Miner:
         cursor, scenes_used = 0, 0  # scenes are taken in request order, whatever order answers come in
         source_queue: collections.deque = collections.deque()
         inflight: dict[ray.ObjectRef, tuple[str, Any]] = {}
-        per_actor = {r: cfg.role(r).max_in_flight for r in ("designer", "t2i", "gate", "editor", "prefilter", "validator")}
-        per_actor["cpu"] = 4
+        per_actor = {s.role: 4 if s.placement == "cpu" else cfg.role(s.role).max_in_flight for s in table.stages("stream")}
         next_request = 0
         pending_jobs, exhausted, stats = 0, False, {}
         if cfg.sources.kind == "images":  # real photos: no design step, one source task per photo
@@ -484,7 +474,7 @@ class Miner:
         used.append(("editor", i))
         inflight[ref] = ("slot", ("editor", i))  # the editor's slot frees when its part is done, not the chain's
         node = self.pools["editor"].node[i]
-        for role in ("prefilter", "cpu", "validator"):  # downstream stages prefer the editor's node
+        for role in [s.role for s in table.attempt_stages()][1:]:  # downstream stages prefer the editor's node
             i, ref = self.pools[role].call("process_first", ref, srcs, node=node)
             used.append((role, i))
         # rows (and PNG encoding) on a CPU actor: the driver gets rows, not edited images
@@ -600,7 +590,7 @@ class Miner:
             return
         if self.pools["cpu"].node[extra["actors"][-1][1]] != self.driver_node:
             self.locality["cross_node_bytes"] += sum(len(r["edited_image"]["bytes"]) for r in rows if r.get("edited_image"))
-        done = []
+        done, stage_role = [], table.stage_role()
         for a, row in zip(attempts, rows):
             self.funnel.add_attempt_verdicts(a.verdicts)
             for v in a.verdicts:
@@ -608,7 +598,7 @@ class Miner:
             if a.usage:
                 self.usage.add("validator", a.usage)
                 self.metrics.usage("validator", a.usage)
-            costs = {st: (STAGE_ROLE[st], s) for st, s in a.gpu_seconds.items()}
+            costs = {st: (stage_role[st], s) for st, s in a.gpu_seconds.items()}
             done.append((a.job.attempt_id, costs, policy_result(row)))
         self._mark("first_attempts")
         self.att_writer.write(rows)
@@ -668,8 +658,3 @@ def tail_chunks(jobs: list, pending_jobs: int, editors: int) -> list[list]:
     size = max(1, -(-left // (2 * editors)))
     return [jobs[k : k + size] for k in range(0, len(jobs), size)]
 
-
-def _photo_stage():
-    from nhr_ray.stages.photos import PhotoSourceStage
-
-    return PhotoSourceStage

@@ -19,6 +19,7 @@ from nhr_ray.runtime.finalize import finalize
 from nhr_ray.runtime.funnel import format_table
 from nhr_ray.runtime.outdir import NothingToDo, Output, RunError, now, open_output, prepare
 from nhr_ray.runtime.ratelimit import close_spend_ledger, open_spend_ledger
+from nhr_ray.stages import table
 
 __all__ = ["NothingToDo", "RunError", "open_output", "preflight", "run"]
 
@@ -26,8 +27,6 @@ log = logging.getLogger(__name__)
 
 PACKAGES = ["nhr-ray", "ray", "numpy", "pyarrow", "pydantic", "opencv-python-headless", "torch", "diffusers",
             "transformers", "vllm", "openai", "google-genai"]  # fmt: skip
-ROW_MODELS = {"source images": "t2i", "plausibility gate": "gate", "edits": "editor", "soft pre-filter": "prefilter",
-              "hard validation": "validator", "inversion": "inverter", "backward consistency": "validator"}  # fmt: skip
 
 
 def versions() -> dict[str, str | None]:
@@ -55,13 +54,13 @@ def preflight(cfg: RunConfig) -> None:
 
 def model_names(cfg: RunConfig) -> dict[str, str]:
     out = {}
-    for row, role in ROW_MODELS.items():
-        rc = cfg.role(role)
+    for spec in table.funnel_rows():
+        if spec.placement != "gpu":  # no model role: how the stage decides
+            out[spec.funnel_row] = spec.model
+            continue
+        rc = cfg.role(spec.role)
         model = rc.options.get("model") if isinstance(rc.options, dict) else None
-        out[row] = f"{rc.backend}:{model}" if model else rc.backend
-    out["low-level check"] = "connected components"
-    out["best-of selection"] = "argmax"
-    out["composition"] = "bootstrap + concatenation"
+        out[spec.funnel_row] = f"{rc.backend}:{model}" if model else rc.backend
     return out
 
 
