@@ -42,9 +42,8 @@ from nhr_ray.runtime.funnel import Funnel
 from nhr_ray.runtime.locality import chain_cross_node_bytes
 from nhr_ray.runtime.metrics import RunMetrics
 from nhr_ray.runtime.progress import Progress
-from nhr_ray.runtime.sizing import PRIOR_GPU_S_PER_ATTEMPT
 from nhr_ray.scheduler.actor import SchedulerActor
-from nhr_ray.scheduler.core import scheduler_config_hash
+from nhr_ray.scheduler.draw import Draw
 from nhr_ray.scheduler.policies import make_policy
 from nhr_ray.stages import table
 from nhr_ray.stages.base import Tally
@@ -128,24 +127,10 @@ class Miner:
         s = cfg.scheduler
         self.ckpt = CheckpointSync(self.store)
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        self.scheduler = SchedulerActor.options(scheduling_strategy=here).remote(  # lives and dies with the driver's node
-            run_seed=cfg.seed,
-            attempts_per_pair=cfg.edit.attempts_per_instruction,
-            unit=s.unit,
-            budget_gpu_hours=s.budget_gpu_hours,
-            policy=s.policy,
-            policy_options=s.policy_options,
-            budget_clock=s.budget_clock,
-            config_hash=scheduler_config_hash(cfg),
-            # what a job holds of the budget until eight were measured: SPEC.md's cost per attempt
-            prior_job_cost=sum(PRIOR_GPU_S_PER_ATTEMPT[r] for r in ("editor", "prefilter", "validator")),
-            # atomic checkpoints in a local file (copied to a remote --out by the driver); a resumed
-            # run continues from the checkpoint (same permutation, ledger, policy state) and
-            # reconciles it with the Parquet record
-            checkpoint_path=self.ckpt.path,
-            checkpoint_every_s=s.checkpoint_every_s,
-            resume=True,
-        )
+        # lives and dies with the driver's node; built from the config (JobScheduler.from_config). Atomic
+        # checkpoints in a local file (copied to a remote --out by the driver); a resumed run continues
+        # from the checkpoint (same permutation, ledger, policy state) and reconciles it with the record
+        self.scheduler = SchedulerActor.options(scheduling_strategy=here).remote(run_config=cfg, checkpoint_path=self.ckpt.path)
         # jobs per pair as the policy sets them (per_category_m), so source images are let go in time
         self._attempts_for = make_policy(s.policy, s.policy_options, [], cfg.edit.attempts_per_instruction, s.unit).attempts_for
         # sources are made only while the pinned ones (and their jobs) stay within the limits
@@ -304,7 +289,7 @@ class Miner:
         inflight: dict[ray.ObjectRef, tuple[str, Any]] = {}
         per_actor = {s.role: 4 if s.placement == "cpu" else cfg.role(s.role).max_in_flight for s in table.stages("stream")}
         next_request = 0
-        pending_jobs, exhausted, stats = 0, False, {}
+        pending_jobs, exhausted, draw = 0, False, Draw()
         if cfg.sources.kind == "images":  # real photos: no design step, one source task per photo
             from nhr_ray.stages.photos import photo_tasks
 
@@ -365,9 +350,9 @@ class Miner:
                     continue
                 if exhausted:
                     break
-                jobs, stats = ray.get(self.scheduler.draw.remote(self._draw_size(pending_jobs)))
-                exhausted, pending_jobs = stats["budget_exhausted"], stats["jobs_pending"]
-                for sid, n in stats.pop("cancelled_jobs_by_source", {}).items():  # a policy stopped pairs
+                draw = ray.get(self.scheduler.draw.remote(self._draw_size(pending_jobs)))
+                jobs, exhausted, pending_jobs = draw.jobs, draw.exhausted, draw.pending
+                for sid, n in draw.cancelled_by_source.items():  # a policy stopped pairs
                     self._job_done(sid, n)
                 if not jobs:
                     if pending_jobs == 0 and design_done_now():
@@ -406,9 +391,9 @@ class Miner:
                     self.sizer.close(("t2i", "gate"))
                     if (exhausted or pending_jobs == 0) and not self.held and not self.parked:  # no chain will be submitted again (bar a re-issue)
                         self.sizer.close(("editor", "prefilter", "validator"))
-                self.sizer.tick(stats, self._waiting(source_queue, pending_jobs, stats))
-            self.progress.update(self.funnel, stats, exhausted)
-            self.metrics.gauges(self.pools, stats)
+                self.sizer.tick(draw.stats, self._waiting(source_queue, draw.waiting_jobs(pending_jobs)))
+            self.progress.update(self.funnel, draw.stats, exhausted)
+            self.metrics.gauges(self.pools, draw.stats)
             self.ckpt.sync()
 
         self._mark("loop_end")
@@ -428,14 +413,10 @@ class Miner:
                 "locality": dict(self.locality), "timeline": dict(self.timeline),
                 "source_memory": self.admission.report()}
 
-    def _waiting(self, source_queue, pending_jobs: int, stats: dict) -> dict[str, float]:
+    def _waiting(self, source_queue, jobs: float) -> dict[str, float]:
         """Batches of work waiting per role, not yet on any of its actors (what elastic pools follow).
-        The editor's counts only jobs the budget can still pay for."""
+        The editor's: `jobs`, those the budget can still pay for (Draw.waiting_jobs)."""
         cfg = self.cfg
-        jobs = pending_jobs
-        if stats.get("budget_gpu_hours") is not None and stats.get("job_cost_estimate_s"):
-            left_s = (stats["budget_gpu_hours"] - stats.get("committed_gpu_hours", 0.0)) * 3600.0
-            jobs = min(jobs, max(0.0, left_s) / stats["job_cost_estimate_s"])
         src = 0.0 if self.admission.paused else len(source_queue) / cfg.sources.batch_size  # paused on purpose
         past_editor = max(0, self.n_chains - sum(self.pools["editor"].load))  # chains at a judge or the CPU check
         return {"designer": 0.0, "t2i": src, "gate": src, "editor": jobs / cfg.scheduler.batch_size,

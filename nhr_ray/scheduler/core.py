@@ -35,6 +35,7 @@ import numpy as np
 
 from nhr_ray.records import Job, attempt_id, item_seed, pair_id
 from nhr_ray.scheduler import checkpoint
+from nhr_ray.scheduler.draw import Draw
 from nhr_ray.scheduler.ledger import Ledger
 from nhr_ray.scheduler.record import RecordMixin
 from nhr_ray.scheduler.policies import ACTIVE, STATUS_NAMES, make_policy
@@ -373,12 +374,26 @@ class JobScheduler(RecordMixin):
         return s
 
     @classmethod
-    def from_config(cls, cfg, config_hash: str = "", **kw) -> JobScheduler:
+    def from_config(cls, cfg, **kw) -> JobScheduler:
+        """The run's scheduler, as its config sets it: the one place the runtime builds it from.
+        Its config hash guards resume; the prior cost of a job until eight are measured is SPEC.md's
+        GPU-seconds per attempt summed over the attempt chain's roles (runtime/sizing.py)."""
+        from nhr_ray.runtime.sizing import prior_job_cost
+
         sc = cfg.scheduler
+        kw.setdefault("config_hash", scheduler_config_hash(cfg))
+        kw.setdefault("prior_job_cost", prior_job_cost())
         return cls(
             cfg.seed, cfg.edit.attempts_per_instruction, sc.unit, sc.budget_gpu_hours, policy=sc.policy,
-            policy_options=sc.policy_options, budget_clock=sc.budget_clock, config_hash=config_hash, **kw,
+            policy_options=sc.policy_options, budget_clock=sc.budget_clock, **kw,
         )  # fmt: skip
+
+    def draw_result(self, n: int) -> Draw:
+        """draw(n), and the queue and budget right after it."""
+        jobs = self.draw(n)
+        left = self.budget_left_s
+        return Draw(jobs, self.exhausted(), self.pending(), math.inf if left is None else left / self.estimate(),
+                    self.drain_cancelled())  # fmt: skip
 
     # -- reporting ---------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
