@@ -47,8 +47,7 @@ from ray.cluster_utils import Cluster
 from nhr_ray.config import load_config
 from nhr_ray.runtime.cluster import use_token_auth
 from nhr_ray.runtime.driver import Miner
-from nhr_ray.runtime.finalize import finalize
-from nhr_ray.runtime.pipeline import open_output, preflight
+from nhr_ray.runtime.pipeline import run
 from nhr_ray.runtime.sizing import RoleSpec, plan, utilization
 
 MB = 1 << 20
@@ -79,12 +78,25 @@ MODES = {
 class RssWatch(threading.Thread):
     """Samples driver and scheduler RSS every 0.2 s; records marks at given attempt counts."""
 
-    def __init__(self, miner: Miner, marks: tuple[int, ...] = ()):
+    def __init__(self, marks: tuple[int, ...] = ()):
         super().__init__(daemon=True)
-        self.miner, self.marks, self.at = miner, sorted(marks), {}
+        self.miner: Miner | None = None
+        self.marks, self.at = sorted(marks), {}
         self.peak = {"driver": 0, "scheduler": 0}
         self.sched: psutil.Process | None = None
         self.stop = threading.Event()
+
+    def started(self, miner: Miner) -> None:
+        """pipeline.run's watch hook: the run's Miner, before its pools start."""
+        self.miner = miner
+        self.start()
+
+    def mined(self, miner: Miner) -> None:
+        """pipeline.run's watch hook: the streaming phase ended (before finalize)."""
+        self.at["end"] = {"attempts": miner.funnel.tally("edit").n_in,
+                          "driver_rss_mb": round(psutil.Process().memory_info().rss / MB, 1),
+                          "scheduler_rss_mb": round(self.sched.memory_info().rss / MB, 1) if self.sched else None}
+        self.stop.set()
 
     def run(self) -> None:
         me = psutil.Process()
@@ -112,32 +124,19 @@ class RssWatch(threading.Thread):
 def mine(sets: dict, scale: float, marks: tuple[int, ...] = ()) -> dict:
     cfg = load_config(overrides=[f"{k}={v}" for k, v in {"output.progress": "false", "scheduler.budget_gpu_hours": "null",
                                                             "ray.cpu_workers": 4, "sim.realtime_scale": scale, **sets}.items()])
-    preflight(cfg)
-    with tempfile.TemporaryDirectory() as d:
-        out = open_output(cfg, str(Path(d) / "run"))
-        out.commit()
-        store = out.store
-        miner = Miner(cfg, store, f"util-{os.getpid()}-{int(time.time())}")
-        watch = RssWatch(miner, marks)
-        watch.start()
-        t0 = time.monotonic()
-        try:
-            miner.start_pools()  # returns at once: actors load while sources start
-            mined = miner.run()
-            watch.at["end"] = {"attempts": miner.funnel.tally("edit").n_in,
-                               "driver_rss_mb": round(psutil.Process().memory_info().rss / MB, 1),
-                               "scheduler_rss_mb": round(watch.sched.memory_info().rss / MB, 1) if watch.sched else None}
-        finally:
-            miner.shutdown()
-        wall = time.monotonic() - t0
-        watch.stop.set()
+    watch = RssWatch(marks)
+    with tempfile.TemporaryDirectory() as d:  # the CLI's entry point: validate, mine, finalize, report
+        result = run(cfg, Path(d) / "run", watch=watch)
+    watch.stop.set()
+    if watch.is_alive():
         watch.join()
-        counts = finalize(cfg, store, miner.funnel, miner.usage, miner.run_name)
-    led = mined["ledger"]
+    mined, counts = result["manifest"], result["manifest"]["triplets"]
+    wall = mined["timeline"]["loop_end"]  # the streaming phase: from the pools' start to the loop's end
+    led = mined["gpu_hours"]
     busy = led["by_role_gpu_hours"]
     res = led["reserved_by_role_gpu_hours"]
     cluster_gpus = NODES * GPUS_PER_NODE
-    attempts = miner.funnel.tally("edit").n_in
+    attempts = result["funnel"]["stages"]["edit"]["in"]
     reserved_real_h = led["reserved_gpu_hours"] / scale if scale else None
     loc = mined["locality"]
     # the steady state's ceiling: editor and pre-filter GPU-seconds per attempt as this run measured

@@ -14,6 +14,7 @@ from typing import Any
 
 from nhr_ray.categories import KNOWN_CATEGORIES
 from nhr_ray.products.hf import card_header
+from nhr_ray.stages.table import model_roles
 
 WHAT = {
     "nhr-edit": "Instruction-guided image-editing triplets (source image, edit instruction, edited image) in the "
@@ -71,7 +72,7 @@ def write_card(run, out: Path, fmt: str, summary: dict[str, Any]) -> Path:
                      ["attempts per instruction (M)", cfg.edit.attempts_per_instruction],
                      ["validator thresholds", f"{cfg.validation.min_adherence} / {cfg.validation.min_aesthetics}"],
                      ["low-level threshold", cfg.lowlevel.pixel_threshold],
-                     *[[f"roles.{r}.backend", cfg.role(r).backend] for r in ("designer", "t2i", "gate", "editor", "prefilter", "validator", "inverter")]],
+                     *[[f"roles.{r}.backend", cfg.role(r).backend] for r in model_roles()]],
                     ["setting", "value"]) + [""]  # fmt: skip
     versions = run.manifest.get("versions", {})
     if versions:

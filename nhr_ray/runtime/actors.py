@@ -1,16 +1,16 @@
 """The Ray layer's actors: one generic StageActor hosts any stage (model loaded once in setup()),
-a Pool spreads batches over a role's actors with a bounded number in flight per actor, and a
-Starter (ray.max_starting_actors) lets only so many actors load at once, across pools."""
+and a Pool spreads batches over a role's actors with a bounded number in flight per actor. A
+Starter (runtime/starter.py, ray.max_starting_actors) lets only so many actors load at once."""
 
 from __future__ import annotations
 
-import collections
 import itertools
 import time
 from typing import Any
 
 import ray
 
+from nhr_ray.runtime.starter import Starter
 from nhr_ray.stages.base import Stage
 
 
@@ -86,71 +86,6 @@ class StageActor:
         self.stage.teardown()
 
 
-class Starter:
-    """Starts the actors pools ask for, at most `limit` loading at once across all pools. Loads that
-    contend (weights on shared storage, simulated nodes sharing a few cores) then finish one after
-    another instead of all together at the end, so work begins while the rest load. The next actor
-    to start is from the pool with the smallest share of its requested actors started, ties going to
-    the pool registered first (the driver registers them in pipeline order: sources first, then
-    editor, judges and the CPU check, interleaved by their counts). An actor waiting here holds its
-    GPUs in every count (reserved clock, packing): the plan reserved them."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.pools: list[Pool] = []
-        self.waiting: dict[int, collections.deque] = {}  # id(pool) -> actor indices not created yet
-        self.started: list[tuple[str, int]] = []  # (role, actor index) in start order
-
-    def register(self, pool: Pool) -> None:
-        self.pools.append(pool)
-        self.waiting[id(pool)] = collections.deque()
-
-    def request(self, pool: Pool, k: int) -> None:
-        self.waiting[id(pool)].append(k)
-        self.pump()
-
-    def loading(self) -> int:
-        """Actors created whose setup() has not answered yet."""
-        n = 0
-        for p in self.pools:
-            if p._node_refs:
-                p.refresh_nodes()
-            n += len(p._node_refs)
-        return n
-
-    def start_now(self, pool: Pool, k: int) -> None:
-        """Create one waiting actor at once, past the limit (a call has no other actor to go to)."""
-        self.waiting[id(pool)].remove(k)
-        self._create(pool, k)
-
-    def pump(self) -> int:
-        """Start waiting actors while fewer than `limit` load; returns how many were started."""
-        n = 0
-        free = self.limit - self.loading()
-        while free > 0:
-            best = None
-            for rank, p in enumerate(self.pools):
-                q = self.waiting[id(p)]
-                while q and (p.dead[q[0]] or not p.live[q[0]]):  # retired before it started: never created
-                    p.dead[q.popleft()] = True
-                if q:
-                    started = sum(1 for i, a in enumerate(p.actors) if a is not None and not p.dead[i])
-                    share = started / (started + len(q))
-                    if best is None or (share, rank) < best[0]:
-                        best = ((share, rank), p)
-            if best is None:
-                return n
-            p = best[1]
-            self._create(p, self.waiting[id(p)].popleft())
-            n += 1
-            free -= 1
-        return n
-
-    def _create(self, pool: Pool, k: int) -> None:
-        pool._create(k)
-        self.started.append((pool.role, k))
-
-
 class Pool:
     """A role's actors. `call` picks the least-loaded live actor (on a preferred node when one is
     given and has room); callers bound what is in flight. `grow` starts actors, `retire` stops new
@@ -191,12 +126,13 @@ class Pool:
             self.last_busy.append(time.monotonic())
             new.append(k)
             if self.starter is None:
-                self._create(k)
+                self.create(k)
             else:
                 self.starter.request(self, k)
         return new
 
-    def _create(self, k: int) -> None:
+    def create(self, k: int) -> None:
+        """Create actor k now (it was asked for by grow(); the starter decides when)."""
         name = f"{self._prefix}-{self.role}-{k}" if self._prefix else None
         self.actors[k] = (StageActor.options(num_gpus=self.gpus_per_actor, num_cpus=self.num_cpus, name=name)
                           .remote(self._stage_cls, self._cfg_json, self.role))
@@ -218,6 +154,23 @@ class Pool:
                     self.last_busy[k] = time.monotonic()
                 except Exception as e:  # its model did not load, or the actor was lost: kept for
                     self.setup_errors[k] = e  # the driver (fatal at start; later a re-issue tells)
+
+    def n_loading(self) -> int:
+        """Actors created whose setup() has not answered yet."""
+        if self._node_refs:
+            self.refresh_nodes()
+        return len(self._node_refs)
+
+    def n_started(self) -> int:
+        """Actors created and not killed."""
+        return sum(1 for i, a in enumerate(self.actors) if a is not None and not self.dead[i])
+
+    def drop_unstarted(self, k: int) -> bool:
+        """Actor k, not created yet, was retired (or killed) meanwhile: mark it dead, never to be created."""
+        if self.dead[k] or not self.live[k]:
+            self.dead[k] = True
+            return True
+        return False
 
     @property
     def n_live(self) -> int:
@@ -269,11 +222,33 @@ class Pool:
     def capacity(self, per_actor: int) -> int:
         return sum(per_actor - self.load[i] for i in self._takers())
 
-    def call(self, method: str, *args, actor: int | None = None, node: str | None = None) -> tuple[int, ray.ObjectRef]:
+    def _submit(self, send, actor: int | None, node: str | None) -> tuple[int, ray.ObjectRef]:
         i = self.pick(node) if actor is None else actor
         self.load[i] += 1
         self.last_busy[i] = time.monotonic()
-        return i, getattr(self.actors[i], method).remote(*args)
+        return i, send(self.actors[i])
+
+    # typed calls: (actor index, ref of its answer); the index goes back to done() when it is in
+    def process(self, *args, node: str | None = None) -> tuple[int, ray.ObjectRef]:
+        """The stage's full answer (rows, tally, ...) for these arguments."""
+        return self._submit(lambda a: a.process.remote(*args), None, node)
+
+    def process_then(self, upstream: ray.ObjectRef, node: str | None = None) -> tuple[int, ray.ObjectRef]:
+        """(upstream's answer, this stage's answer on upstream's rows)."""
+        return self._submit(lambda a: a.process_then.remote(upstream), None, node)
+
+    def process_rows(self, *args, node: str | None = None) -> tuple[int, ray.ObjectRef]:
+        """Only the rows of the stage's answer (an attempt chain's link)."""
+        return self._submit(lambda a: a.process_first.remote(*args), None, node)
+
+    def attempt_rows(self, attempts: ray.ObjectRef, image_format: str, keep_images: str,
+                     node: str | None = None) -> tuple[int, ray.ObjectRef]:  # fmt: skip
+        """The end of an attempt chain: (attempts without their images, attempts-table rows)."""
+        return self._submit(lambda a: a.rows.remote(attempts, image_format, keep_images), None, node)
+
+    def call(self, method: str, *args, actor: int | None = None, node: str | None = None) -> tuple[int, ray.ObjectRef]:
+        """Any actor method by name (finalize's pools, tests); the driver uses the typed calls above."""
+        return self._submit(lambda a: getattr(a, method).remote(*args), actor, node)
 
     def done(self, i: int) -> None:
         self.load[i] -= 1

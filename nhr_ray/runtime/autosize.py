@@ -13,11 +13,12 @@ import ray
 
 from nhr_ray.runtime.poolcontrol import PoolControl
 from nhr_ray.runtime.sizing import PRIOR_GPU_S_PER_ATTEMPT, Packing, Rates, RoleSpec, SizingError, moves, plan
+from nhr_ray.stages import table
 
 log = logging.getLogger(__name__)
 
-PLANNED = ("t2i", "gate", "editor", "prefilter")  # the GPU roles whose load follows the funnel
-FIXED = ("designer", "validator")  # configured counts (API models or one-off work)
+PLANNED = table.sized_roles("planned")  # the GPU roles whose load follows the funnel (t2i, gate, editor, prefilter)
+FIXED = table.sized_roles("fixed")  # configured counts: API models or one-off work (designer, validator)
 
 
 def cluster_node_gpus(cfg) -> list[float]:

@@ -15,6 +15,8 @@ import os
 
 import ray
 
+from nhr_ray.stages import table
+
 log = logging.getLogger(__name__)
 
 
@@ -99,7 +101,7 @@ def _write_private_token(path: str) -> None:
         f.write(generate_new_authentication_token())
 
 
-STREAMING_ROLES = ("designer", "t2i", "gate", "editor", "prefilter", "validator")
+STREAMING_ROLES = table.streaming_roles()  # designer, t2i, gate, editor, prefilter, validator
 
 
 def bundle(num_gpus: float, num_cpus: float) -> dict[str, float]:

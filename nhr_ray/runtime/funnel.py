@@ -4,21 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from nhr_ray.stages import table
 from nhr_ray.stages.base import Tally
-
-# SPEC.md Table 3 (63,292 prompts): stage -> change % in the paper
-PAPER_CHANGE_PCT = {
-    "source images": None, "plausibility gate": -56.00, "edits": 495.90, "soft pre-filter": -57.00,
-    "low-level check": -3.00, "hard validation": -63.21, "best-of selection": -64.04, "inversion": 99.40,
-    "composition": 17.67, "backward consistency": -9.89,
-}  # fmt: skip
-
-TALLY_OF_ROW = {
-    "source images": "sources", "plausibility gate": "gate", "edits": "edit", "soft pre-filter": "prefilter",
-    "low-level check": "lowlevel", "hard validation": "validate", "best-of selection": "best_of",
-    "inversion": "inversion", "composition": "composition", "backward consistency": "consistency",
-}  # fmt: skip
-
 
 class Funnel:
     def __init__(self) -> None:
@@ -40,10 +27,11 @@ class Funnel:
 
     def table(self, models: dict[str, str]) -> list[dict[str, Any]]:
         rows, prev = [], None
-        for stage, paper in PAPER_CHANGE_PCT.items():
+        for spec in table.funnel_rows():
+            stage, paper = spec.funnel_row, spec.paper_pct
             count = self.counts.get(stage)
             if count is None:
-                t = self.tallies.get(TALLY_OF_ROW[stage])
+                t = self.tallies.get(spec.name)
                 count = t.kept if t else 0
             change = None if prev in (None, 0) else round(100.0 * (count - prev) / prev, 2)
             rows.append({"stage": stage, "model": models.get(stage, ""), "count": count,

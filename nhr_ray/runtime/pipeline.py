@@ -19,6 +19,7 @@ from nhr_ray.runtime.finalize import finalize
 from nhr_ray.runtime.funnel import format_table
 from nhr_ray.runtime.outdir import NothingToDo, Output, RunError, now, open_output, prepare
 from nhr_ray.runtime.ratelimit import close_spend_ledger, open_spend_ledger
+from nhr_ray.stages import table
 
 __all__ = ["NothingToDo", "RunError", "open_output", "preflight", "run"]
 
@@ -26,8 +27,6 @@ log = logging.getLogger(__name__)
 
 PACKAGES = ["nhr-ray", "ray", "numpy", "pyarrow", "pydantic", "opencv-python-headless", "torch", "diffusers",
             "transformers", "vllm", "openai", "google-genai"]  # fmt: skip
-ROW_MODELS = {"source images": "t2i", "plausibility gate": "gate", "edits": "editor", "soft pre-filter": "prefilter",
-              "hard validation": "validator", "inversion": "inverter", "backward consistency": "validator"}  # fmt: skip
 
 
 def versions() -> dict[str, str | None]:
@@ -55,17 +54,17 @@ def preflight(cfg: RunConfig) -> None:
 
 def model_names(cfg: RunConfig) -> dict[str, str]:
     out = {}
-    for row, role in ROW_MODELS.items():
-        rc = cfg.role(role)
+    for spec in table.funnel_rows():
+        if spec.placement != "gpu":  # no model role: how the stage decides
+            out[spec.funnel_row] = spec.model
+            continue
+        rc = cfg.role(spec.role)
         model = rc.options.get("model") if isinstance(rc.options, dict) else None
-        out[row] = f"{rc.backend}:{model}" if model else rc.backend
-    out["low-level check"] = "connected components"
-    out["best-of selection"] = "argmax"
-    out["composition"] = "bootstrap + concatenation"
+        out[spec.funnel_row] = f"{rc.backend}:{model}" if model else rc.backend
     return out
 
 
-def _mine(cfg, output: Output, run_name: str) -> tuple[Miner, dict[str, Any], dict[str, int]]:
+def _mine(cfg, output: Output, run_name: str, watch=None) -> tuple[Miner, dict[str, Any], dict[str, int]]:
     """Stages 1-8, then 8b-11, on the cluster already joined."""
     ledger = open_spend_ledger(cfg)  # noqa: F841  (held: an owned actor lives as long as a handle to it)
     check_capacity(cfg)
@@ -73,8 +72,12 @@ def _mine(cfg, output: Output, run_name: str) -> tuple[Miner, dict[str, Any], di
     prepare(output)
     miner = Miner(cfg, output.store, run_name)
     try:
+        if watch is not None:
+            watch.started(miner)
         miner.start_pools()
         mined = miner.run()
+        if watch is not None:
+            watch.mined(miner)
         miner.shutdown()
         counts = finalize(cfg, output.store, miner.funnel, miner.usage, run_name)
     finally:
@@ -85,10 +88,10 @@ def _mine(cfg, output: Output, run_name: str) -> tuple[Miner, dict[str, Any], di
     return miner, mined, counts
 
 
-def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
+def run(cfg: RunConfig, out_dir: str | Path, watch=None) -> dict[str, Any]:
     """Mine into out_dir (a path or a pyarrow.fs URI such as s3://bucket/run). Running again with the
     same config and out_dir after a crash resumes the run; with a larger budget after it finished,
-    extends it (NothingToDo when there is nothing more to do)."""
+    extends it (NothingToDo when nothing is left). watch (benchmarks): started(miner), mined(miner)."""
     preflight(cfg)
     output = open_output(cfg, str(out_dir))
     store = output.store
@@ -98,7 +101,7 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     started_ray = False
     try:
         started_ray = connect(cfg)
-        miner, mined, counts = _mine(cfg, output, run_name)
+        miner, mined, counts = _mine(cfg, output, run_name, watch)
     except Exception as e:
         if output.discard():
             log.warning("the run failed before it recorded any data: %s holds no run state now", out_dir)
@@ -139,6 +142,7 @@ def run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
         "pools": mined["pools"],
         "rebalancing": mined["rebalancing"],
         "locality": mined["locality"],
+        "timeline": mined["timeline"],  # seconds from the pools' start: pools ready, first draw, ..., loop end
         "source_memory": mined["source_memory"],
         "triplets": counts,
     }

@@ -6,7 +6,12 @@ import sys
 import time
 from typing import Any
 
-STAGES = ["design", "sources", "gate", "edit", "prefilter", "lowlevel", "validate"]
+from nhr_ray.stages import table
+
+
+def _stages() -> list[str]:
+    """The streaming phase's stages, in pipeline order (the stage table's)."""
+    return [s.name for s in table.stages("stream")]
 
 
 class Progress:
@@ -28,7 +33,7 @@ class Progress:
         t = Table(title=f"nhr-ray mining  {time.monotonic() - self.t0:5.0f}s")
         for c in ("stage", "in", "kept", "dropped", "failed"):
             t.add_column(c, justify="right" if c != "stage" else "left")
-        for st in STAGES:
+        for st in _stages():
             x = funnel.tallies.get(st)
             if x:
                 t.add_row(st, str(x.n_in), str(x.kept), str(sum(x.dropped.values())), str(sum(x.failed.values())))
@@ -53,7 +58,7 @@ class Progress:
                 self.last = now
         elif now - self.last > 10:
             self.last = now
-            parts = [f"{st} {funnel.tallies[st].kept}/{funnel.tallies[st].n_in}" for st in STAGES if st in funnel.tallies]
+            parts = [f"{st} {funnel.tallies[st].kept}/{funnel.tallies[st].n_in}" for st in _stages() if st in funnel.tallies]
             kept = funnel.tallies["validate"].kept if "validate" in funnel.tallies else 0
             print(f"[nhr-ray {now - self.t0:.0f}s] " + "  ".join(parts)
                   + f"  edits kept {kept}  GPU-h {stats.get('spent_gpu_hours', 0.0):.2f}", flush=True)

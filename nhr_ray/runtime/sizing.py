@@ -164,3 +164,11 @@ def moves(current: Mapping[str, int], target: Mapping[str, int], roles: Mapping[
     if not delta or then <= now * (1 + need) + 1e-12:
         return {}
     return delta
+
+
+def prior_job_cost() -> float:
+    """What an edit job holds of the budget until eight were measured: SPEC.md's GPU-seconds per
+    attempt summed over the roles of the attempt chain (the stage table's)."""
+    from nhr_ray.stages.table import attempt_stages
+
+    return sum(PRIOR_GPU_S_PER_ATTEMPT.get(s.role, 0.0) for s in attempt_stages())

@@ -1,7 +1,7 @@
 """The scheduler as one Ray actor: the single owner of the job space, the ledger and the policy.
 
 Same method names as JobScheduler, plus the driver's: `add_sources([(source_id, categories), ...])`,
-`draw(n) -> (jobs, stats)`, `complete_batch([(attempt_id, costs, result), ...])`. Fast path: pull
+`draw(n) -> Draw` (jobs, exhausted, pending, affordable, cancelled), `complete_batch([(attempt_id, costs, result), ...])`. Fast path: pull
 with `draw_batch(n)` (numpy arrays, one round trip per batch; `JobBatch.jobs()` builds the Job rows
 on the caller's side, about 400k jobs/s per process). Given a checkpoint path, the actor checkpoints
 itself atomically every `checkpoint_every_s` seconds of calls (and on `checkpoint()`) and, with
@@ -18,16 +18,21 @@ import ray
 
 from nhr_ray.scheduler import checkpoint
 from nhr_ray.scheduler.core import JobBatch, JobScheduler
+from nhr_ray.scheduler.draw import Draw
 
 
 class _SchedulerActor:
-    def __init__(self, *args, checkpoint_path: str | None = None, checkpoint_every_s: float = 60.0,
+    def __init__(self, *args, run_config=None, checkpoint_path: str | None = None, checkpoint_every_s: float | None = None,
                  resume: bool = True, **kwargs):  # fmt: skip
-        """resume=True continues from checkpoint_path when it exists; resume=False starts anew but
-        still refuses (now, not at the first save) a file there that belongs to another run."""
+        """A run's scheduler from its RunConfig (`run_config=`, JobScheduler.from_config), or from
+        JobScheduler's own arguments. resume=True continues from checkpoint_path when it exists;
+        resume=False starts anew but still refuses (now, not at the first save) a file there that
+        belongs to another run."""
         self.path = Path(checkpoint_path) if checkpoint_path else None
+        if checkpoint_every_s is None:
+            checkpoint_every_s = run_config.scheduler.checkpoint_every_s if run_config is not None else 60.0
         self.every = checkpoint_every_s
-        self.s = JobScheduler(*args, **kwargs)
+        self.s = JobScheduler.from_config(run_config, **kwargs) if run_config is not None else JobScheduler(*args, **kwargs)
         self._restored = False
         if self.path is not None and self.path.exists():
             if resume:
@@ -66,14 +71,12 @@ class _SchedulerActor:
     def draw_keys(self, n: int):
         return self.s.draw_keys(n)
 
-    def draw(self, n: int) -> tuple[list, dict]:
-        """Job rows and the scheduler's stats (the driver reads budget_exhausted, jobs_pending, and
-        cancelled_jobs_by_source: jobs a policy withdrew since the last draw)."""
+    def draw(self, n: int) -> Draw:
+        """Up to n jobs, with the queue and budget right after the draw and the scheduler's stats."""
         self._maybe_checkpoint()
-        jobs = self.s.draw(n)
-        stats = self.s.stats()
-        stats["cancelled_jobs_by_source"] = self.s.drain_cancelled()
-        return jobs, stats
+        d = self.s.draw_result(n)
+        d.stats = self.s.stats()
+        return d
 
     def charge(self, role: str, stage: str, gpu_seconds: float) -> None:
         self.s.charge(role, stage, gpu_seconds)

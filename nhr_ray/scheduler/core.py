@@ -26,17 +26,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from itertools import repeat
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nhr_ray.records import Job, attempt_id, item_seed, pair_id
-from nhr_ray.scheduler import checkpoint
+from nhr_ray.records import Job
+from nhr_ray.scheduler.draw import Draw, JobBatch
+from nhr_ray.scheduler.persist import CheckpointMixin
 from nhr_ray.scheduler.ledger import Ledger
 from nhr_ray.scheduler.record import RecordMixin
+from nhr_ray.scheduler.report import StatsMixin
 from nhr_ray.scheduler.policies import ACTIVE, STATUS_NAMES, make_policy
 from nhr_ray.scheduler.space import ATTEMPT_BITS, JobSpace
 
@@ -52,30 +52,7 @@ def scheduler_config_hash(cfg) -> str:
     return config_hash(cfg)
 
 
-@dataclass
-class JobBatch:
-    """Drawn jobs as arrays (cheap to ship through Ray); `jobs()` makes the Job rows."""
-
-    run_seed: int
-    keys: np.ndarray  # pair << 6 | attempt
-    source_ids: np.ndarray  # bytes, one per job
-    instruction: np.ndarray
-    attempt: np.ndarray
-    cost_estimate: float
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def jobs(self) -> list[Job]:
-        out = []
-        for sid, inst, att in zip(self.source_ids.tolist(), self.instruction.tolist(), self.attempt.tolist()):
-            aid = attempt_id(pair_id(sid.decode(), inst), att)
-            out.append(Job(aid, aid.rpartition(".m")[0], sid.decode(), inst, att,
-                           item_seed(self.run_seed, aid, "edit"), self.cost_estimate))  # fmt: skip
-        return out
-
-
-class JobScheduler(RecordMixin):
+class JobScheduler(RecordMixin, CheckpointMixin, StatsMixin):
     def __init__(
         self,
         run_seed: int,
@@ -235,25 +212,6 @@ class JobScheduler(RecordMixin):
         """GPU time not tied to one edit job (T2I, gate, inversion, ...)."""
         self.ledger.add(role, stage, gpu_seconds)
 
-    def _key(self, attempt: str | int, lookup: dict[str, int] | None = None) -> int | None:
-        """The job key of an attempt id. Sources are looked up among those with jobs in flight
-        (rebuilt when missing: amortised O(1)), or in `lookup` when one is given."""
-        if isinstance(attempt, (int, np.integer)):
-            return int(attempt)
-        pid, _, att = attempt.rpartition(".m")
-        src, _, inst = pid.rpartition(".i")
-        if lookup is None:
-            if src not in self._src_lookup:
-                pairs = np.fromiter(self.inflight.keys(), np.int64, len(self.inflight)) >> ATTEMPT_BITS
-                s, _ = self.space.source_of(np.unique(pairs))
-                s = np.unique(s)
-                self._src_lookup = dict(zip((x.decode() for x in self.space.src_ids[s].tolist()), s.tolist()))
-            lookup = self._src_lookup
-        if src not in lookup:
-            return None
-        i = lookup[src]
-        return ((int(self.space.first_pair[i]) + int(inst)) << ATTEMPT_BITS) | int(att)
-
     def complete(self, attempt: str | int, costs: dict[str, tuple[str, float]], result: dict[str, Any] | None = None) -> None:
         """An attempt finished (whatever its outcome). costs: stage -> (role, GPU-s) spent on it;
         result: {'category', 'prefilter_pass', 'validator_pass', 'reason', 'score'} for policies.
@@ -312,106 +270,24 @@ class JobScheduler(RecordMixin):
         ids = self.space.src_ids[np.fromiter(out, np.int64, len(out))].tolist() if out else []
         return {i.decode(): n for i, n in zip(ids, out.values())}
 
-    # -- checkpoint --------------------------------------------------------------------------
-    def _identity(self) -> dict[str, Any]:
-        return {"run_seed": self.run_seed, "config_hash": self.config_hash, "unit": self.unit,
-                "attempts_per_pair": self.m, "policy": self.policy_name}  # fmt: skip
-
-    def state_dict(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """(JSON header, arrays). In-flight jobs are stored and go back to the queue on load."""
-        head = {
-            **self._identity(), "categories": self.category_names, "counters": self.c,
-            "done_cost": self.done_cost, "wasted_s": self.wasted_s, "stopped": self.stopped,
-            "measured": [self.measured_n, self.measured_s],
-            "rng": self.rng.bit_generator.state, "ledger": self.ledger.state(), "policy_state": self.policy.state(),
-        }  # fmt: skip
-        arrays = self.space.arrays()
-        arrays["inflight"] = np.fromiter(self.inflight.keys(), np.int64, len(self.inflight))
-        for k, v in self.cat_stats.items():
-            arrays[f"cat_{k}"] = v
-        return head, arrays
-
-    def load_state_dict(self, head: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        checkpoint.check(head, self._identity(), "checkpoint")
-        self.category_names = list(head["categories"])
-        self._cat_code = {c: i for i, c in enumerate(self.category_names)}
-        self.space.load_arrays(arrays)
-        self.c.update(head["counters"])
-        self.done_cost, self.wasted_s = head["done_cost"], head["wasted_s"]
-        self.measured_n, self.measured_s = head.get("measured", [0, 0.0])  # older checkpoints: the prior until 8 are in
-        self.stopped.update(head["stopped"])
-        self.rng.bit_generator.state = head["rng"]
-        self.ledger.load_state(head["ledger"])
-        self.policy.load_state(head["policy_state"])
-        self.cat_stats = {k: np.array(arrays[f"cat_{k}"], np.int64) for k in self.cat_stats}
-        keys = arrays["inflight"]
-        self.inflight, self.inflight_s = {}, 0.0
-        pairs, atts = keys >> ATTEMPT_BITS, keys & ((1 << ATTEMPT_BITS) - 1)
-        live = (self.space.state[pairs] & 7) == ACTIVE  # stopped pairs do not get jobs back
-        self.space.restore(pairs[live], atts[live])
-        self.c["requeued"] += int(live.sum())
-        self.c["abandoned_after_restart"] += int((~live).sum())
-        self.c["issued"] -= int(live.sum())
-        np.subtract.at(self.cat_stats["issued"], self.space.cat[pairs[live]], 1)
-
-    def save(self, path: str | Path) -> None:
-        """Atomic checkpoint. Refuses to overwrite a file that is not this run's checkpoint."""
-        path = Path(path)
-        if path.exists():
-            checkpoint.check(checkpoint.read_header(path), self._identity(), path)
-        checkpoint.write(path, *self.state_dict())
-
-    def load(self, path: str | Path) -> None:
-        self.load_state_dict(*checkpoint.read(path, self._identity()))
-
     @classmethod
-    def open(cls, path: str | Path, *args, **kwargs) -> JobScheduler:
-        """Resume from `path` if it exists (refusing a foreign or corrupted one), else start anew."""
-        s = cls(*args, **kwargs)
-        if Path(path).exists():
-            s.load(path)
-        return s
+    def from_config(cls, cfg, **kw) -> JobScheduler:
+        """The run's scheduler, as its config sets it: the one place the runtime builds it from.
+        Its config hash guards resume; the prior cost of a job until eight are measured is SPEC.md's
+        GPU-seconds per attempt summed over the attempt chain's roles (runtime/sizing.py)."""
+        from nhr_ray.runtime.sizing import prior_job_cost
 
-    @classmethod
-    def from_config(cls, cfg, config_hash: str = "", **kw) -> JobScheduler:
         sc = cfg.scheduler
+        kw.setdefault("config_hash", scheduler_config_hash(cfg))
+        kw.setdefault("prior_job_cost", prior_job_cost())
         return cls(
             cfg.seed, cfg.edit.attempts_per_instruction, sc.unit, sc.budget_gpu_hours, policy=sc.policy,
-            policy_options=sc.policy_options, budget_clock=sc.budget_clock, config_hash=config_hash, **kw,
+            policy_options=sc.policy_options, budget_clock=sc.budget_clock, **kw,
         )  # fmt: skip
 
-    # -- reporting ---------------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
-        h = 3600.0
-        names = self.category_names
-        return {
-            "sources": self.space.n_sources,
-            "pairs": self.space.n_pairs,
-            "jobs_total": self.c["jobs_total"],
-            "jobs_issued": self.c["issued"],
-            "jobs_pending": self.pending(),
-            "jobs_in_flight": len(self.inflight),
-            "jobs_completed": self.c["done_jobs"],
-            "jobs_wasted": self.c["wasted"],
-            "wasted_gpu_hours": self.wasted_s / h,
-            "jobs_cancelled": self.c["cancelled_jobs"],
-            "jobs_requeued_after_restart": self.c["requeued"],
-            "jobs_abandoned_after_restart": self.c["abandoned_after_restart"],
-            "jobs_redone_unrecorded": self.c["redone_unrecorded"],
-            "jobs_taken_from_record": self.c["taken_from_record"],
-            "jobs_drawn_again_recorded": self.c["drawn_again_recorded"],
-            "unknown_completions": self.c["unknown_completions"],
-            "pairs_stopped": dict(self.stopped),
-            "policy": self.policy_name,
-            "policy_report": self.policy.report(self),
-            "per_category": {k: dict(zip(names, v.tolist())) for k, v in self.cat_stats.items()},
-            "budget_clock": self.budget_clock,
-            "budget_gpu_hours": None if self.budget_s is None else self.budget_s / h,
-            "spent_gpu_hours": self.spent_s / h,
-            "busy_by_role_gpu_hours": {k: v / h for k, v in self.ledger.by_role.items()},
-            "reserved_by_role_gpu_hours": {k: v / h for k, v in self.ledger.reserved_by_role.items()},
-            "committed_gpu_hours": self.committed_s / h,
-            "budget_exhausted": self.exhausted(),
-            "job_cost_estimate_s": self.estimate(),
-            "ledger": self.ledger.as_dict(),
-        }
+    def draw_result(self, n: int) -> Draw:
+        """draw(n), and the queue and budget right after it."""
+        jobs = self.draw(n)
+        left = self.budget_left_s
+        return Draw(jobs, self.exhausted(), self.pending(), math.inf if left is None else left / self.estimate(),
+                    self.drain_cancelled())  # fmt: skip

@@ -16,6 +16,25 @@ from nhr_ray.scheduler.space import ATTEMPT_BITS
 class RecordMixin:
     """JobScheduler's methods for resuming (it owns space, policy, ledger and counters)."""
 
+    def _key(self, attempt: str | int, lookup: dict[str, int] | None = None) -> int | None:
+        """The job key of an attempt id. Sources are looked up among those with jobs in flight
+        (rebuilt when missing: amortised O(1)), or in `lookup` when one is given."""
+        if isinstance(attempt, (int, np.integer)):
+            return int(attempt)
+        pid, _, att = attempt.rpartition(".m")
+        src, _, inst = pid.rpartition(".i")
+        if lookup is None:
+            if src not in self._src_lookup:
+                pairs = np.fromiter(self.inflight.keys(), np.int64, len(self.inflight)) >> ATTEMPT_BITS
+                s, _ = self.space.source_of(np.unique(pairs))
+                s = np.unique(s)
+                self._src_lookup = dict(zip((x.decode() for x in self.space.src_ids[s].tolist()), s.tolist()))
+            lookup = self._src_lookup
+        if src not in lookup:
+            return None
+        i = lookup[src]
+        return ((int(self.space.first_pair[i]) + int(inst)) << ATTEMPT_BITS) | int(att)
+
     def resume_done(self, items: list[tuple]) -> dict[str, int]:
         """Attempts the run's record shows finished: (attempt id, costs[, result]), in record order,
         after load() or on a queue rebuilt from the record. One the queue still holds leaves it and

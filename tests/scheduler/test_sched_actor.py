@@ -31,9 +31,9 @@ def test_actor_batches_kill_and_resume(cluster, tmp_path):
     seen += [j.attempt_id for j in jobs]
     ray.get(a.complete_batch.remote([(j.attempt_id, {"edit": ("editor", 8.0)}, None) for j in jobs]))
     ray.get(a.checkpoint.remote())
-    jobs, st = ray.get(a.draw.remote(20))  # in flight, lost with the actor
-    in_flight = [j.attempt_id for j in jobs]
-    assert st["jobs_in_flight"] == 20
+    d = ray.get(a.draw.remote(20))  # in flight, lost with the actor
+    in_flight = [j.attempt_id for j in d.jobs]
+    assert d.stats["jobs_in_flight"] == 20 and d.pending == total - 70 and not d.exhausted
     ray.kill(a)
 
     b = start_scheduler_actor(7, 3, **kw)
