@@ -74,6 +74,12 @@ class SourcesConfig(Strict):
         default_factory=lambda: list(PAPER_BUCKETS),
         description="(width, height) buckets, one chosen per image by a seeded draw (paper: 26 buckets).",
     )
+    bucket_draw: Literal["paper", "uniform"] = Field(
+        "paper",
+        description="How an image's bucket is drawn. paper: with each bucket's frequency in NHR-Edit (paper Table 8; "
+        "near-square sizes dominate, 1.75:1 or wider is 16.7 %); a bucket not in the paper's list takes the "
+        "frequency of the paper bucket nearest in aspect ratio. uniform: every bucket equally often.",
+    )
     scale: float = Field(
         1.0, gt=0, le=1, description="Multiply bucket sizes (rounded to 16 px). The simulation uses 1/8."
     )

@@ -112,6 +112,20 @@ def _gallery(run: Run, per_kind: int) -> list[dict]:
     return keep
 
 
+def _bucket_mix(funnel: dict, buckets, draw: str) -> str:
+    """The drawn aspect-bucket mix (sources tally notes) beside the share the configured draw aims at."""
+    from nhr_ray.stages.sources import bucket_label, bucket_weights
+
+    notes = funnel.get("stages", {}).get("sources", {}).get("notes", {})
+    mix = {k.removeprefix("bucket:"): n for k, n in notes.items() if k.startswith("bucket:")}
+    total = sum(mix.values())
+    if not total:
+        return "<p>No rendered sources (photos or an empty run).</p>"
+    aim = dict(zip((bucket_label(*b) for b in buckets), bucket_weights(buckets, draw)))
+    rows = [[b, mix.get(b, 0), 100.0 * mix.get(b, 0) / total, 100.0 * float(aim.get(b, 0.0))] for b in aim]
+    return f"<p>drawn: {escape(draw)}</p>" + _table(["bucket (w x h)", "images", "share %", "target %"], rows)
+
+
 def build_report(run_dir, per_kind: int = 6, per_reason: int = 3) -> str:
     run = Run(run_dir)
     m, f = run.manifest, run.funnel
@@ -126,6 +140,8 @@ def build_report(run_dir, per_kind: int = 6, per_reason: int = 3) -> str:
     parts.append(hbars([(r["stage"], r["count"], f"{r['count']:,}") for r in table]))
     parts.append(_table(["stage", "model", "count", "change %", "paper %"],
                         [[r["stage"], r.get("model"), r["count"], r.get("change_pct"), r.get("paper_change_pct")] for r in table]))  # fmt: skip
+    parts.append("<h2>Aspect buckets</h2>")
+    parts.append(_bucket_mix(f, run.config.sources.buckets, run.config.sources.bucket_draw))
     gh = m.get("gpu_hours", {})
     api = m.get("api_usage", {})
     roles = sorted(set(gh.get("by_role_gpu_hours", {})) | set(api))
@@ -134,7 +150,8 @@ def build_report(run_dir, per_kind: int = 6, per_reason: int = 3) -> str:
                         [[r, float(gh.get("by_role_gpu_hours", {}).get(r, 0.0)), int(api.get(r, {}).get("api_calls", 0)),
                           int(api.get(r, {}).get("input_tokens", 0)), int(api.get(r, {}).get("output_tokens", 0)),
                           float(api.get(r, {}).get("usd", 0.0))] for r in roles]))  # fmt: skip
-    parts.append(f"<p>busy GPU-hours: {gh.get('busy_gpu_hours', 0):.2f}</p>")
+    parts.append(f"<p>busy GPU-hours: {gh.get('busy_gpu_hours', 0):.2f} · reserved GPU-hours (the bill): "
+                 f"{gh.get('reserved_gpu_hours', 0):.2f}</p>")
     parts.append("<h2>Success rate by category</h2>")
     crow = sorted(scan["cats"].items(), key=lambda kv: kv[0] or "")
     parts.append(hbars([(c or "?", v["kept"] / v["attempts"], f"{100 * v['kept'] / v['attempts']:.1f} %") for c, v in crow]))
