@@ -156,7 +156,12 @@ class ValidationConfig(Strict):
 
 class InversionConfig(Strict):
     enabled: bool = True
-    forbidden_words: list[str] = Field(["revert", "undo", "restore", "back"], description="Whole words an inverse may not use.")
+    forbidden_words: list[str] = Field(
+        ["revert", "undo", "restore"],
+        description="Words an inverse may not use in any form (reverted, undoes, ...). Beyond them, wording that refers "
+        "to undoing the earlier edit is always dropped ('put it back', 'red again', 'its original colour'), while "
+        "ordinary 'back', 'again', 'original' pass ('the lamp at the back of the room').",
+    )
     max_chars: int = Field(300, ge=10)
     batch_size: int = Field(16, ge=1)
 
