@@ -70,13 +70,14 @@ PHRASE = re.compile(rf"\b({_SIZ}) ({_COL}) ({_OBJ}) ({_POS})")
 STYLE_RE = re.compile(rf"\b({_STY})\b")
 SETTING_RE = re.compile("|".join(map(re.escape, SETTINGS)))
 
-# instruction grammar: category -> regex with named groups
+# instruction grammar: category -> regex (groups in a fixed order per category); the designer also
+# writes casual phrasings ("No red mug on the left, thanks.", "Let's have the mug on the right in teal.")
 INSTR = {
     "removal_all": re.compile(r"^remove all (?:of )?the objects", re.I),
-    "removal": re.compile(rf"^remove the ({_COL}) ({_OBJ}) ({_POS})", re.I),
+    "removal": re.compile(rf"^(?:remove the|lose the|get rid of the|could you take away the|no) ({_COL}) ({_OBJ}) ({_POS})", re.I),
     "addition": re.compile(rf"^add an? ({_SIZ}) ({_COL}) ({_OBJ}) ({_POS})", re.I),
-    "colour_change": re.compile(rf"^make the ({_OBJ}) ({_POS}) ({_COL})", re.I),
-    "replacement": re.compile(rf"^replace the ({_COL}) ({_OBJ}) ({_POS}) with an? ({_COL}) ({_OBJ})", re.I),
+    "colour_change": re.compile(rf"^(?:make|let's have) the ({_OBJ}) ({_POS}) (?:in )?({_COL})", re.I),
+    "replacement": re.compile(rf"^(?:replace|swap) the ({_COL}) ({_OBJ}) ({_POS}) (?:with|for) an? ({_COL}) ({_OBJ})", re.I),
     "style": re.compile(rf"^turn the whole picture into an? ({_STY})", re.I),
 }
 
