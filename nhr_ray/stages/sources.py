@@ -48,7 +48,12 @@ def choose_bucket(run_seed: int, sid: str, sources) -> tuple[tuple[int, int], tu
     """-> (the configured bucket drawn for this image, its size after sources.scale)."""
     p = _weights(tuple(map(tuple, sources.buckets)), sources.bucket_draw)
     w, h = sources.buckets[int(item_rng(run_seed, sid, "bucket").choice(len(p), p=p))]
-    return (w, h), (max(16, int(w * sources.scale) // 16 * 16), max(16, int(h * sources.scale) // 16 * 16))
+    return (w, h), scaled_size(w, h, sources.scale)
+
+
+def scaled_size(w: int, h: int, scale: float) -> tuple[int, int]:
+    """A bucket's image size under sources.scale (rounded down to 16 px, at least 16)."""
+    return max(16, int(w * scale) // 16 * 16), max(16, int(h * scale) // 16 * 16)
 
 
 def source_tasks(scene: Scene, seeds_per_prompt: int) -> list[tuple[Scene, int]]:
