@@ -42,10 +42,17 @@ def cmd_run(args) -> int:
         print(f"nhr-ray: run failed: {e}", file=sys.stderr)
         return 1
     print(result["table"])
-    m = result["manifest"]
-    print(f"\n{sum(v for k, v in m['triplets'].items() if k.startswith('final_'))} triplets in {args.out}/data "
-          f"({m['wall_seconds']:.1f} s, {m['gpu_hours']['busy_gpu_hours']:.2f} busy GPU-hours)")
+    print("\n" + run_summary(result["manifest"], args.out))
     return 0
+
+
+def run_summary(m: dict, out) -> str:
+    """The run's last line: triplets, wall time, busy GPU-hours (work done) and reserved GPU-hours
+    (GPUs held by the run's actors, busy or idle: what the cluster bills)."""
+    gh = m["gpu_hours"]  # no ratio: the simulation's busy hours are virtual, its reserved hours wall time
+    busy, reserved = gh["busy_gpu_hours"], gh.get("reserved_gpu_hours", 0.0)
+    return (f"{sum(v for k, v in m['triplets'].items() if k.startswith('final_'))} triplets in {out}/data "
+            f"({m['wall_seconds']:.1f} s, {busy:.2f} busy GPU-hours, {reserved:.2f} reserved GPU-hours)")
 
 
 def cmd_config(args) -> int:

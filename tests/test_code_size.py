@@ -5,8 +5,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 300, 60
 
@@ -32,15 +30,9 @@ def long_functions() -> list[str]:
     return out
 
 
-# Still over the limits while this test was written, all in the runtime core that issue 16's runner
-# rewrite replaces (branch i16): strict, so the marker must go once they are split.
-@pytest.mark.xfail(strict=True, reason="issue 16, runner rewrite (branch i16): nhr_ray/runtime/driver.py (674 lines), "
-                   "nhr_ray/runtime/actors.py (316), nhr_ray/scheduler/core.py (417) are over 300 lines")
 def test_no_file_over_300_lines():
     assert long_files() == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16, runner rewrite (branch i16): nhr_ray/runtime/driver.py Miner.run "
-                   "(148 lines) and Miner.start_pools (63) are over 60 lines")
 def test_no_function_over_60_lines():
     assert long_functions() == []

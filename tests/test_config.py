@@ -14,7 +14,7 @@ def test_paper_defaults():
     assert cfg.lowlevel.pixel_threshold == 40 and cfg.lowlevel.min_largest_component_share == 0.005
     assert cfg.lowlevel.connectivity == 4
     assert len(cfg.sources.buckets) == 26 and list(map(tuple, cfg.sources.buckets)) == PAPER_BUCKETS
-    assert cfg.inversion.forbidden_words == ["revert", "undo", "restore", "back"]
+    assert cfg.inversion.forbidden_words == ["revert", "undo", "restore"]
     assert all(getattr(cfg.roles, r).backend == "sim" for r in ("designer", "t2i", "gate", "editor"))
 
 

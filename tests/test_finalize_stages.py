@@ -1,5 +1,10 @@
+from collections import Counter
+
+import pytest
+
+from nhr_ray.config import InversionConfig
 from nhr_ray.records import Verdict
-from nhr_ray.stages.compose import combine, compose_source
+from nhr_ray.stages.compose import combine, compose_source, skip_reason
 from nhr_ray.stages.consistency import apply_consistency
 from nhr_ray.stages.invert import check_inverse
 from nhr_ray.stages.select import select_best
@@ -17,13 +22,42 @@ def test_best_of_picks_highest_geometric_score_and_breaks_ties_by_attempt():
 
 
 def test_inverse_checks():
-    fw = ["revert", "undo", "restore", "back"]
+    fw = ["revert", "undo", "restore"]
     assert check_inverse('Instruction: "Place a red apple on the left."', fw, 300) == ("Place a red apple on the left.", "ok")
     assert check_inverse("Put the cat back on the sofa.", fw, 300) == (None, "forbidden_word")
     assert check_inverse("Add a backpack on the chair.", fw, 300)[1] == "ok"  # whole words only
     assert check_inverse("Sure!\n\nAdd the cat.", fw, 300) == (None, "not_single_instruction")
     assert check_inverse("   ", fw, 300) == (None, "empty")
     assert check_inverse("x" * 400, fw, 300) == (None, "too_long")
+
+
+ORDINARY = [  # ordinary uses of back / again / original: a good inverse must not be dropped for them
+    "Place a brass lamp at the back of the room.",
+    "Add a wooden chair with its back to the window.",
+    "Add a dog looking back at the camera.",
+    "Add a man leaning back in his chair.",
+    "Hang a poster on the back wall.",
+    'Add a neon sign that reads "Open again" above the door.',
+    "Add a dog jumping again and again on the lawn.",
+    "Add a framed original Miro print above the sofa.",
+    "Put a small blue backpack on the chair.",
+]
+UNDOING = [  # wording that refers to undoing the earlier edit
+    "Put the cat back on the sofa.", "Turn the sky back to blue.", "Bring back the dog.", "Put the apple back.",
+    "Move the vase back where it was.", "Make the car red again.", "Give the mug its original colour.",
+    "Return the lamp to its original position.", "Give the mug its earlier colour.", "Make the lamp as it was before.",
+    "Undo the previous edit.", "The edit is reverted: show the table.", "Restored the blue sky.",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", ORDINARY)
+def test_inverse_filter_passes_ordinary_back_again_original(text):
+    assert check_inverse(text, InversionConfig().forbidden_words, 300) == (text, "ok")
+
+
+@pytest.mark.parametrize("text", UNDOING)
+def test_inverse_filter_drops_undo_wording(text):
+    assert check_inverse(text, InversionConfig().forbidden_words, 300) == (None, "forbidden_word")
 
 
 def _fwd(i, adh=4.8, aes=4.9):
@@ -43,6 +77,28 @@ def test_composition_uses_every_ordered_pair_with_an_inverse():
     assert out[0]["adherence"] == 4.7  # the weaker parent's
     assert len(compose_source(fw, inv, 0, 1)) == 1
     assert combine("Add a cat.", "Remove the dog.") == "Add a cat, then remove the dog."
+
+
+def test_composition_skips_the_composite_line_and_pairs_on_the_same_object():
+    texts = ["Remove the cactus on the left.", "Make the bowl in the centre green.",
+             "Replace the blue bowl in the centre with a red vase.", "Remove the lamp on the right.",
+             "Remove all the objects: the cactus, the bowl and the lamp."]  # fmt: skip
+    fw = [{**_fwd(i), "edit_instruction": t} for i, t in enumerate(texts)]
+    inv = {f["sample_id"]: f"Inverse {i}." for i, f in enumerate(fw)}
+    skipped = Counter()
+    out = compose_source(fw, inv, 0, None, skipped)
+    expect = [(a, b) for a in ("f0", "f1", "f3") for b in ("f0", "f1", "f3") if a != b]
+    assert sorted(tuple(c["parents"]) for c in out) == sorted(expect + [("f0", "f2"), ("f2", "f0"), ("f2", "f3"), ("f3", "f2")])
+    # 20 ordered pairs: 8 touch the composite line, 2 colour-then-replace the same bowl
+    assert skipped == {"pair_skipped:composite_line": 8, "pair_skipped:same_object": 2}
+    assert len(out) == 20 - 10
+
+
+def test_composition_skip_reasons():
+    assert skip_reason("Remove the cactus.", "Remove both of them.") == "composite_line"
+    assert skip_reason("Lose the crocheted blanket.", "Make the crocheted blanket teal.") == "same_object"
+    assert skip_reason("Remove the apple on the left.", "Make the apple on the right green.") is None
+    assert skip_reason("No remote control, thanks.", "Lose the crocheted blanket.") is None
 
 
 def test_consistency_drops_inverse_twin_and_compositions():

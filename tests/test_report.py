@@ -52,7 +52,8 @@ def test_content_and_escaping(report):
     assert "&lt;script&gt;document.title=&quot;pwned&quot;&lt;/script&gt;Remove the &lt;b&gt;cat&lt;/b&gt; &amp;" in text
     assert "&lt;img src=x onerror=" in text
     for needle in ("plausibility gate", "backward consistency", "Cost by role", "editor", "Success rate by category",
-                   "<svg", "Kept triplets", "Rejects by reason", "validate: low_adherence"):  # fmt: skip
+                   "<svg", "Kept triplets", "Rejects by reason", "validate: low_adherence",
+                   "Aspect buckets", "drawn: paper", "target %", "reserved GPU-hours (the bill)"):  # fmt: skip
         assert needle in text, needle
     # self-contained: no reference to anything outside the file
     srcs = re.findall(r'(?:src|href)="([^"]*)"', text)

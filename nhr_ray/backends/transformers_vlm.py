@@ -43,6 +43,18 @@ class TransformersVLMOptions(TorchOptions):
         None, description="LoRA adapter over `model` (peft folder: absolute, under models_root, or a hub id); None: none."
     )
     merge_lora: bool = Field(True, description="Merge the adapter into the weights after loading (faster answers).")
+    answer_mode: Literal["generate", "choice"] = Field(
+        "generate",
+        description="generate: free greedy/sampled text. choice: yes/no questions answered from the first-token "
+        "probabilities of yes vs no (against yes_threshold), score questions (a numeric JSON schema) as each key's "
+        "probability-weighted digit 1-5; other questions are generated (backends/choice_answers.py).",
+    )
+    yes_threshold: float = Field(
+        0.5, ge=0, le=1, description="With choice: answer yes when P(yes) / (P(yes) + P(no)) is at least this."
+    )
+    yes_no_questions: list[str] = Field(
+        ["plausibility", "unwanted_change", "aesthetics"], description="With choice: the questions read as yes/no."
+    )
 
 
 @functools.lru_cache(maxsize=2)
@@ -155,6 +167,14 @@ class TransformersJudge(VisionJudge):
             self.model = load_lora(self.model, lora_path(o, self.context), o.merge_lora)
         self.processor = load_processor(path, o.min_pixels, o.max_pixels)
         self.processor.tokenizer.padding_side = "left"
+        self.vocab = None
+        if o.answer_mode == "choice":
+            from nhr_ray.backends.choice_answers import ChoiceVocab
+
+            try:
+                self.vocab = ChoiceVocab(self.processor.tokenizer)
+            except ValueError as e:
+                raise BackendUnavailable(str(e)) from e
 
     def teardown(self) -> None:
         self.model = self.processor = None
@@ -198,6 +218,26 @@ class TransformersJudge(VisionJudge):
             a.usage.update(input_tokens=float(n_in), output_tokens=float(n_out))
 
     def _generate(self, reqs: list[VLMRequest]) -> list[tuple[str, int, int]]:
+        if self.vocab is None:
+            return self._generate_text(reqs)
+        from PIL import Image
+
+        from nhr_ray.backends import choice_answers as ca
+
+        o, picked = self.options, []
+        for r in reqs:
+            keys = ca.score_keys(r.json_schema)
+            if r.question not in o.yes_no_questions and keys is None:
+                picked.append(None)
+                continue
+            text = self.processor.apply_chat_template(chat_messages(r, o.system_prompt), tokenize=False, add_generation_prompt=True)
+            images = [Image.fromarray(im) for im in r.images]
+            picked.append(ca.answer(self.model, self.processor, self.device, text, images, self.vocab,
+                                    None if r.question in o.yes_no_questions else keys, o.yes_threshold))  # fmt: skip
+        rest = iter(self._generate_text([r for r, c in zip(reqs, picked) if c is None]) if None in picked else [])
+        return [c if c is not None else next(rest) for c in picked]
+
+    def _generate_text(self, reqs: list[VLMRequest]) -> list[tuple[str, int, int]]:
         import torch
         from PIL import Image
 

@@ -112,6 +112,33 @@ def _gallery(run: Run, per_kind: int) -> list[dict]:
     return keep
 
 
+def _bucket_mix(run: Run) -> str:
+    """The image sizes of the run's rendered sources (read from the source shards, so a resumed run
+    counts every source) beside the share the configured bucket draw aims at. Under sources.scale
+    two buckets may round to one size; its row names both."""
+    from nhr_ray.stages.sources import bucket_label, bucket_weights, scaled_size
+
+    src = run.config.sources
+    aim: dict[tuple[int, int], float] = defaultdict(float)
+    names: dict[tuple[int, int], list[str]] = defaultdict(list)
+    for (w, h), p in zip(map(tuple, src.buckets), bucket_weights(src.buckets, src.bucket_draw)):
+        aim[scaled_size(w, h, src.scale)] += float(p)
+        names[scaled_size(w, h, src.scale)].append(bucket_label(w, h))
+    mix: Counter = Counter()
+    for b in run.batches("sources", ["img_width", "img_height"], 1024):
+        mix.update((r["img_width"], r["img_height"]) for r in b.to_pylist())
+    total = sum(mix.values())
+    if not total:
+        return "<p>No sources.</p>"
+    rows = [[bucket_label(*size), ", ".join(names[size]), mix.get(size, 0), 100.0 * mix.get(size, 0) / total, 100.0 * p]
+            for size, p in aim.items()]  # fmt: skip
+    other = total - sum(mix.get(size, 0) for size in aim)
+    if other:  # photos, or sources of another bucket list
+        rows.append(["other sizes", "", other, 100.0 * other / total, 0.0])
+    head = ["size (w x h)", "bucket", "images", "share %", "target %"]
+    return f"<p>drawn: {escape(src.bucket_draw)}, scale {src.scale:g}</p>" + _table(head, rows)
+
+
 def build_report(run_dir, per_kind: int = 6, per_reason: int = 3) -> str:
     run = Run(run_dir)
     m, f = run.manifest, run.funnel
@@ -126,6 +153,8 @@ def build_report(run_dir, per_kind: int = 6, per_reason: int = 3) -> str:
     parts.append(hbars([(r["stage"], r["count"], f"{r['count']:,}") for r in table]))
     parts.append(_table(["stage", "model", "count", "change %", "paper %"],
                         [[r["stage"], r.get("model"), r["count"], r.get("change_pct"), r.get("paper_change_pct")] for r in table]))  # fmt: skip
+    parts.append("<h2>Aspect buckets</h2>")
+    parts.append(_bucket_mix(run))
     gh = m.get("gpu_hours", {})
     api = m.get("api_usage", {})
     roles = sorted(set(gh.get("by_role_gpu_hours", {})) | set(api))
@@ -134,7 +163,8 @@ def build_report(run_dir, per_kind: int = 6, per_reason: int = 3) -> str:
                         [[r, float(gh.get("by_role_gpu_hours", {}).get(r, 0.0)), int(api.get(r, {}).get("api_calls", 0)),
                           int(api.get(r, {}).get("input_tokens", 0)), int(api.get(r, {}).get("output_tokens", 0)),
                           float(api.get(r, {}).get("usd", 0.0))] for r in roles]))  # fmt: skip
-    parts.append(f"<p>busy GPU-hours: {gh.get('busy_gpu_hours', 0):.2f}</p>")
+    parts.append(f"<p>busy GPU-hours: {gh.get('busy_gpu_hours', 0):.2f} · reserved GPU-hours (the bill): "
+                 f"{gh.get('reserved_gpu_hours', 0):.2f}</p>")
     parts.append("<h2>Success rate by category</h2>")
     crow = sorted(scan["cats"].items(), key=lambda kv: kv[0] or "")
     parts.append(hbars([(c or "?", v["kept"] / v["attempts"], f"{100 * v['kept'] / v['attempts']:.1f} %") for c, v in crow]))

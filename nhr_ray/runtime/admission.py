@@ -93,7 +93,7 @@ def batch_estimate(cfg, attempts_for: Callable[[str], int], largest: Callable[[]
             if isinstance(n, dict):  # a photo task: (scene, reference)
                 nbytes += 0 if n.get("reject") else largest()
             else:
-                w, h = choose_bucket(cfg.seed, source_id(scene.scene_id, n), s.buckets, s.scale)
+                _, (w, h) = choose_bucket(cfg.seed, source_id(scene.scene_id, n), s)
                 nbytes += w * h * 3
             jobs += sum(attempts_for(i.category) for i in scene.instructions)
         return nbytes, jobs

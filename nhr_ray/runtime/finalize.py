@@ -178,14 +178,15 @@ def _consistency(cfg, pools: _Pools, answers: Answers, recorded: dict, inverses:
     return out
 
 
-def _compose(cfg, forwards: list[dict], inverses: dict[str, str], pinned: dict[str, set[str]], seed: int) -> list[dict]:
+def _compose(cfg, forwards: list[dict], inverses: dict[str, str], pinned: dict[str, set[str]], seed: int,
+             skipped=None) -> list[dict]:  # fmt: skip
     """Every source's compositions; under composition.max_per_source those published stay among them."""
     per_source = defaultdict(list)
     for f in forwards:
         per_source[f["source_id"]].append(f)
     cap, out = cfg.composition.max_per_source, []
     for sid in sorted(per_source):
-        every = compose_source(per_source[sid], inverses, seed, None)
+        every = compose_source(per_source[sid], inverses, seed, None, skipped)
         if cap is not None:
             old = pinned.get(sid, set())
             every = ([c for c in every if c["lineage"] in old] + [c for c in every if c["lineage"] not in old])[:cap]
@@ -245,7 +246,7 @@ def finalize(cfg, store: Store, funnel, usage, run_name: str = "nhr") -> dict[st
                 counts["inverse"] += len(inv_rows)
                 triplets += inv_rows
             if cfg.composition.enabled and inverses:
-                composed = _compose(cfg, forwards, inverses, pinned_comp, seed)
+                composed = _compose(cfg, forwards, inverses, pinned_comp, seed, funnel.tally("composition").notes)
                 funnel.tally("composition").keep(len(composed))
                 counts["composed"] += len(composed)
                 triplets += composed

@@ -1,16 +1,23 @@
 """Stage 1: prompt design. An LLM returns a JSON array of {"prompt", "edits"}; its text is untrusted:
-parse, validate, repair what can be repaired (counted as notes) or drop (counted by reason)."""
+parse, validate, repair what can be repaired (counted as notes) or drop (counted by reason).
+
+Each edit is {"instruction": ..., "category": ...}: the designer labels its own instructions (it knows
+that "Lose the crocheted blanket." is a removal). A plain string, a missing or an unknown label falls
+back to the regular expressions below, counted as `category_fallback:<why>`; a good label is counted
+as `category_labelled`. The prompt's rules are then checked (design_rules.py)."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
 
+from nhr_ray.config import CATEGORIES
 from nhr_ray.parsing import clean_text, extract_json
 from nhr_ray.prompts import render
 from nhr_ray.records import Instruction, Scene
 from nhr_ray.roles import TextRequest
 from nhr_ray.stages.base import Stage, Tally
+from nhr_ray.stages.design_rules import apply_rules
 
 _CATEGORY_RULES = [
     ("style", re.compile(r"\bstyle\b|\bturn the (whole )?(image|picture|photo|scene) into\b|\bmake it look like\b|\brender (it|the image) as\b|\bas an? [a-z ]*(painting|sketch|drawing|render|pixel art)\b", re.I)),
@@ -42,6 +49,38 @@ def classify_instruction(text: str) -> str:
         if rx.search(text):
             return cat
     return "other"
+
+
+def _label(value) -> str | None:
+    """A designer's category label, normalised ('Colour change', 'color-change' -> 'colour_change');
+    None when it is not one of CATEGORIES."""
+    if not isinstance(value, str):
+        return None
+    v = "_".join(value.strip().lower().replace("-", " ").split()).replace("color", "colour")
+    return v if v in CATEGORIES else None
+
+
+def split_edits(edits: list) -> tuple[list, list]:
+    """Designer edits (strings, or {"instruction", "category"} objects) -> (texts, raw labels)."""
+    texts, labels = [], []
+    for e in edits:
+        if isinstance(e, dict):
+            texts.append(e.get("instruction", e.get("text")))
+            labels.append(e.get("category", None))
+        else:
+            texts.append(e)
+            labels.append(None)
+    return texts, labels
+
+
+def categorise(text: str, label, notes: Counter) -> str:
+    """The designer's label when it is a known category; else the regular expressions, counted."""
+    cat = _label(label)
+    if cat:
+        notes["category_labelled"] += 1
+        return cat
+    notes["category_fallback:missing_label" if label is None else "category_fallback:unknown_label"] += 1
+    return classify_instruction(text)
 
 
 def design_scene_id(request_index: int, item_index: int) -> str:
@@ -135,11 +174,16 @@ def parse_scenes(text: str | None, error: str | None, request_index: int, task,
         if not isinstance(edits, list):
             tally.drop("missing_edits")
             continue
-        clean = [c for _, c in clean_instructions(edits, task, tally.notes)]
+        texts, labels = split_edits(edits)
+        clean = [(c, categorise(c, labels[k], tally.notes)) for k, c in clean_instructions(texts, task, tally.notes)]
         if not clean:
             tally.drop("no_valid_edits")
             continue
-        insts = [Instruction(j, c, classify_instruction(c)) for j, c in enumerate(clean)]
+        clean = apply_rules(clean, task.operation, tally.notes)
+        if not clean:
+            tally.drop("no_edit_left_by_rules")
+            continue
+        insts = [Instruction(j, c, cat) for j, (c, cat) in enumerate(clean)]
         scenes.append(Scene(design_scene_id(request_index, i), prompt, insts, infer_style(prompt)))
         tally.keep()
     return scenes, tally

@@ -1,6 +1,7 @@
 """Stage 9: inversion. An LLM reads the scene prompt and the forward instruction and writes one short
-instruction that undoes the change, never using revert/undo/restore/back. <Ie, inverse, I0> is a new
-triplet. The answer is untrusted: labels and quotes are repaired, everything else is a named drop."""
+instruction that undoes the change without referring to the undoing (no "revert", "put it back",
+"red again", "its original colour"). <Ie, inverse, I0> is a new triplet. The answer is untrusted:
+labels and quotes are repaired, everything else is a named drop."""
 
 from __future__ import annotations
 
@@ -13,6 +14,34 @@ from nhr_ray.roles import TextRequest
 from nhr_ray.stages.base import Stage, Tally, error_verdict
 
 _LABEL = re.compile(r"^\s*(inverse instruction|instruction|answer)\s*:\s*", re.I)
+
+# Wording that refers to undoing the earlier edit. "back", "again" and "original" are ordinary words
+# ("the lamp at the back of the room", "again and again", "an original Miro print"); only their
+# return-to-before senses are banned. Quoted text (a sign's lettering) is not read.
+_QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|‘[^’]*’|(?<!\w)'[^']*'(?!\w)")
+_NOUN_BEFORE = r"(?<!\bthe )(?<!\ba )(?<!\bits )(?<!\bhis )(?<!\bher )(?<!\btheir )(?<!\bour )(?<!\bmy )(?<!\byour )"
+_POSTURE = r"(?<!looking )(?<!looks )(?<!facing )(?<!faces )(?<!leaning )(?<!leans )(?<!lying )(?<!glancing )(?<!staring )"
+UNDO_WORDING = [
+    # "put the cat back on the sofa", "turn the sky back to blue", "move it back where it was", "... back."
+    ("back", re.compile(_NOUN_BEFORE + _POSTURE + r"\bback\b(?=\s+(?:to|in|into|on|onto|where|as|in place|the way)\b|\s*[.,;!]?\s*$)", re.I)),
+    ("back", re.compile(r"\b(?:put|puts|bring|brings|give|gives|set|sets|get|gets|turn|turns|change|changes|switch|move|moves|paint|colou?r)\s+back\b", re.I)),
+    # "make the car red again" (a clause ending in again), but not "again and again"
+    ("again", re.compile(r"(?<!\band )\bagain\b(?!\s+and\s+again)(?=\s*(?:[.,;!]|$))", re.I)),
+    # "its original colour", "the original position", "as it was before", "the previous edit"
+    ("original", re.compile(r"\b(?:original|earlier|previous|former|initial)\s+(?:colou?rs?|state|look|position|place|spot|size|shape|"
+                             r"form|appearance|version|image|photo|picture|scene|condition|edit|instruction|change)\b", re.I)),  # fmt: skip
+    ("as_before", re.compile(r"\bas (?:it|they|he|she) (?:was|were|used to be)\b|\bas (?:before|originally)\b|\bto how\b", re.I)),
+]
+
+
+def undo_wording(text: str, forbidden: list[str]) -> str | None:
+    """The kind of undo reference in an inverse instruction (None: there is none). `forbidden` words
+    are banned in every form (revert, reverts, reverted, ...)."""
+    s = _QUOTED.sub(" ", text)
+    for w in forbidden:
+        if re.search(rf"\b{re.escape(w)}(?:s|d|ed|ing|ne|es)?\b", s, re.I):
+            return w
+    return next((kind for kind, rx in UNDO_WORDING if rx.search(s)), None)
 
 
 def check_inverse(text: str | None, forbidden: list[str], max_chars: int,
@@ -30,9 +59,8 @@ def check_inverse(text: str | None, forbidden: list[str], max_chars: int,
         return None, "empty"
     if len(s) > max_chars:
         return None, "too_long"
-    for w in forbidden:
-        if re.search(rf"\b{re.escape(w)}\b", s, re.I):
-            return None, "forbidden_word"
+    if undo_wording(s, forbidden):
+        return None, "forbidden_word"
     return s, "ok"
 
 

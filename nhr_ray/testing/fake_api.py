@@ -61,13 +61,15 @@ def sim_world_answer(rec: Record) -> str:
     inline) scores high; the inverter writes one instruction."""
     import numpy as np
 
-    from nhr_ray.backends.sim.text import design_scene
+    from nhr_ray.backends.sim.text import as_json_item, design_scene
 
     text = prompt_text(rec)
     asked = re.search(r"exactly (\d+) items", text)
     if asked:
         rng = np.random.default_rng(rec.seq)
-        return json.dumps([design_scene(rng, int(rng.integers(1, 4)), "mixed") for _ in range(int(asked.group(1)))])
+        labelled = '"category"' in text or '\\"category\\"' in text
+        return json.dumps([as_json_item(design_scene(rng, int(rng.integers(1, 4)), "mixed", rng), labelled, rng, 0.0)
+                           for _ in range(int(asked.group(1)))])  # fmt: skip
     if "inlineData" in json.dumps(rec.body) or "image_url" in json.dumps(rec.body):
         return '{"adherence": 4.9, "aesthetics": 4.8}'
     return "Place a small red cup on the left of the table."

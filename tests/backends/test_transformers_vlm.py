@@ -53,3 +53,38 @@ def test_the_processor_builds_without_torchvision_and_formats_images_in_order(ti
     )
     assert text.count("<|vision_start|><|image_pad|><|vision_end|>") == 2
     assert text.index("<|vision_end|>") < text.index("Which is better?") and text.endswith("<|im_start|>assistant\n")
+
+
+@pytest.fixture(scope="module")
+def choice_judge(tiny_models):
+    ctx = BackendContext(role="prefilter", run_seed=0, num_gpus=1.0)
+    opts = {"model": str(tiny_models["vlm"]), "max_new_tokens": 6, "answer_mode": "choice"}
+    j = build_backend("prefilter", "transformers", opts, ctx)
+    j.setup()
+    return j
+
+
+def test_choice_mode_reads_yes_no_and_scores_from_token_probabilities(choice_judge):
+    import re
+
+    from nhr_ray.judges.nhr import _schema
+    from nhr_ray.parsing import parse_scores, parse_yes_no
+
+    imgs = [_img(64, 48), _img(72, 40, 1)]
+    yn, sc, free = choice_judge.ask([
+        VLMRequest("a", "unwanted_change", "Only the asked-for change?", imgs),
+        VLMRequest("b", "edit_scores", "Score the edit as JSON.", imgs, _schema("InstructionAdherence", "ImageAesthetic")),
+        VLMRequest("c", "edit_scores", "Score the edit as JSON.", imgs),  # no schema: generated as text
+    ])  # fmt: skip
+    m = re.fullmatch(r"(yes|no) \(p_yes=([01]\.\d{3})\)", yn.text)
+    assert m and parse_yes_no(yn.text).ok and (m.group(1) == "yes") == (float(m.group(2)) >= 0.5)
+    s = parse_scores(sc.text)
+    assert s.ok and all(1.0 <= v <= 5.0 for v in s.value.values()), sc.text
+    assert list(__import__("json").loads(sc.text)) == ["InstructionAdherence", "ImageAesthetic"]
+    assert free.error is None and 0 < free.usage["output_tokens"] <= 6  # the generate path
+    # the threshold decides: 0 passes every answer, 1 only a certain yes
+    choice_judge.options.yes_threshold = 0.0
+    assert choice_judge.ask([VLMRequest("d", "plausibility", "Plausible?", [_img(64, 64, 2)])])[0].text.startswith("yes")
+    choice_judge.options.yes_threshold = 1.0
+    assert choice_judge.ask([VLMRequest("d", "plausibility", "Plausible?", [_img(64, 64, 2)])])[0].text.startswith("no")
+    choice_judge.options.yes_threshold = 0.5

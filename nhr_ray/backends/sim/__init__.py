@@ -167,7 +167,8 @@ class SimJudge(_Sim, VisionJudge):
         if r.question == "unwanted_change":  # an instruction whose target was never drawn is infeasible
             return _yes_no(passed or (truth.get("feasible", True) and rng.random() < 0.5), rng)
         if passed:
-            return _scores_text(rng.uniform(4.72, 5.0), rng.uniform(4.72, 5.0), rng)
+            lo = W.PASS_SCORE_FLOOR.get(self.context.role, 4.72)
+            return _scores_text(rng.uniform(lo, 5.0), rng.uniform(lo, 5.0), rng)
         # a failed edit: how badly tracks how hard the pair is (hopeless pairs score lowest)
         hi_floor = 4.0 if self.context.role == "prefilter" else 4.7
         q = float(truth.get("q", 0.2))

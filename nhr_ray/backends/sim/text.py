@@ -20,7 +20,8 @@ def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
-def design_scene(rng: np.random.Generator, n_objects: int, operation: str) -> dict:
+def design_scene(rng: np.random.Generator, n_objects: int, operation: str, voice: np.random.Generator) -> dict:
+    """One scene: its prompt and (instruction, category) pairs. `voice` draws the wording only."""
     positions = rng.choice(list(W.POSITIONS), size=n_objects, replace=False)
     objs = [
         W.Obj(str(rng.choice(list(W.SIZES))), str(rng.choice(list(W.COLOURS))), str(rng.choice(list(W.OBJECTS))), str(p))
@@ -35,40 +36,71 @@ def design_scene(rng: np.random.Generator, n_objects: int, operation: str) -> di
         f"{_article(style).capitalize()} {style} of {setting}, {view}. In the scene there is {listing}. "
         f"{str(rng.choice(W.LIGHTS)).capitalize()} light, calm mood."
     )
-    edits: list[str] = []
+    edits: list[tuple[str, str]] = []  # (instruction, category)
     free = [p for p in W.POSITIONS if p not in positions]
     for j, o in enumerate(objs):
         cat = operation if operation != "mixed" else W.CATEGORY_CYCLE[int(rng.integers(0, 3))]
+        casual = bool(voice.random() < CASUAL_SHARE)
         if cat == "removal":
-            edits.append(f"Remove the {o.colour} {o.name} {o.position}.")
+            edits.append((casual_removal(voice, o) if casual else f"Remove the {o.colour} {o.name} {o.position}.", cat))
         elif cat == "colour_change":
             new = str(rng.choice([c for c in W.COLOURS if c != o.colour]))
-            edits.append(f"Make the {o.name} {o.position} {new}.")
+            edits.append((f"Let's have the {o.name} {o.position} in {new}." if casual else f"Make the {o.name} {o.position} {new}.", cat))
         elif cat == "replacement":
             new_o = str(rng.choice([x for x in W.OBJECTS if x != o.name]))
             new_c = str(rng.choice(list(W.COLOURS)))
-            edits.append(f"Replace the {o.colour} {o.name} {o.position} with {_article(new_c)} {new_c} {new_o}.")
+            verb, join = ("Swap", "for") if casual else ("Replace", "with")
+            edits.append((f"{verb} the {o.colour} {o.name} {o.position} {join} {_article(new_c)} {new_c} {new_o}.", cat))
     if operation == "removal" and n_objects >= 2:
-        edits.append("Remove all the objects.")
+        edits.append(("Remove all the objects.", "removal"))
     if (operation == "mixed" and rng.random() < 0.5) or operation == "addition":
         for p in free[: 1 if operation == "mixed" else int(rng.integers(1, 3))]:
             s, c, o = str(rng.choice(list(W.SIZES))), str(rng.choice(list(W.COLOURS))), str(rng.choice(list(W.OBJECTS)))
-            edits.append(f"Add {_article(s)} {s} {c} {o} {p}.")
+            edits.append((f"Add {_article(s)} {s} {c} {o} {p}.", "addition"))
     if (operation == "mixed" and rng.random() < 0.3) or operation == "style":
         new_style = str(rng.choice([s for s in W.STYLES if s != style]))
-        edits.append(f"Turn the whole picture into {_article(new_style)} {new_style}.")
+        edits.append((f"Turn the whole picture into {_article(new_style)} {new_style}.", "style"))
     return {"prompt": prompt, "edits": edits}
+
+
+CASUAL_SHARE = 0.3  # share of instructions the simulated designer words casually
+_CASUAL_REMOVAL = ["Lose the {c} {o} {p}.", "No {c} {o} {p}, thanks.", "Get rid of the {c} {o} {p}.",
+                   "Could you take away the {c} {o} {p}?"]  # fmt: skip
+
+
+def casual_removal(voice: np.random.Generator, o: W.Obj) -> str:
+    return _CASUAL_REMOVAL[int(voice.integers(0, len(_CASUAL_REMOVAL)))].format(c=o.colour, o=o.name, p=o.position)
+
+
+def as_json_item(item: dict, labelled: bool, voice: np.random.Generator, rate: float) -> dict:
+    """The item as the designer writes it: labelled edits when the prompt asks for labels (a label
+    left out or misspelt now and then, as real LLMs do), plain strings otherwise."""
+    if not labelled:
+        return {"prompt": item["prompt"], "edits": [t for t, _ in item["edits"]]}
+    edits = []
+    for t, cat in item["edits"]:
+        roll = voice.random()
+        if roll < rate:
+            edits.append({"instruction": t})
+        elif roll < 2 * rate:
+            edits.append({"instruction": t, "category": "deletion-ish"})
+        else:
+            edits.append({"instruction": t, "category": cat})
+    return {"prompt": item["prompt"], "edits": edits}
 
 
 def _malform_item(item: dict, rng: np.random.Generator) -> dict:
     kind = int(rng.integers(0, 5))
     if kind == 0:
         return {"prompt": item["prompt"]}  # missing edits
+    first = item["edits"][0]
+    text = first["instruction"] if isinstance(first, dict) else first
     if kind == 1:
-        return {"prompt": item["prompt"], "edits": item["edits"][0]}  # a string, not a list
+        return {"prompt": item["prompt"], "edits": text}  # a string, not a list
     if kind == 2:  # braces, quotes and a newline inside an instruction: must survive intact
         edits = list(item["edits"])
-        edits[0] = edits[0].rstrip(".") + ' {gently}, keeping the "mood"\nas it is.'
+        text = text.rstrip(".") + ' {gently}, keeping the "mood"\nas it is.'
+        edits[0] = {**first, "instruction": text} if isinstance(first, dict) else text
         return {"prompt": item["prompt"], "edits": edits}
     if kind == 3:
         return {"edits": item["edits"]}  # missing prompt
@@ -89,7 +121,9 @@ class SimText(TextModel):
         count = int(m.group(1)) if m else 10
         sizes = [1 + i % 5 for i in range(count)]  # the prompt asks for equal numbers of 1..5
         rng.shuffle(sizes)
-        items = [design_scene(rng, n, operation) for n in sizes]
+        voice = item_rng(seed, r.item_id, "design_voice")
+        labelled = '"category"' in r.prompt  # label only when the prompt asks for labels
+        items = [as_json_item(design_scene(rng, n, operation, voice), labelled, voice, rate) for n in sizes]
         items = [_malform_item(it, rng) if rng.random() < rate * 2 else it for it in items]
         text = json.dumps(items, indent=1)
         roll = rng.random()

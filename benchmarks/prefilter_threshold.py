@@ -1,0 +1,72 @@
+"""Judging thresholds the paper leaves open, measured on the simulation world. Prints JSON as its
+last line: for each variant, validator load (candidates it judged), its GPU-hours, the yield
+(triplets by kind) and the funnel; ratios are against the baseline (the packaged defaults), run in
+the same invocation with the same seed.
+
+    python benchmarks/prefilter_threshold.py [--seed 0] [--set key=value ...]
+
+Variants:
+- baseline: the defaults (pre-filter 4.0 on both axes, backward consistency 4.7).
+- prefilter_4.7: the pre-filter at the validator's 4.7 (the paper gives no number for its
+  "coarse" pre-filter).
+- consistency_4.5: backward consistency at 4.5 (this project's earlier default).
+
+The simulated judges place a passing answer's scores per SPEC Table 7 (backends/sim/world.py,
+PASS_SCORE_FLOOR); the figures are as good as that calibration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from nhr_ray.config import load_config
+from nhr_ray.runtime.pipeline import run
+
+VARIANTS = {
+    "baseline": [],
+    "prefilter_4.7": ["prefilter.min_adherence=4.7", "prefilter.min_aesthetics=4.7"],
+    "consistency_4.5": ["consistency.min_adherence=4.5", "consistency.min_aesthetics=4.5"],
+}
+
+
+def one(seed: int, sets: list[str]) -> dict:
+    cfg = load_config(overrides=[f"seed={seed}", "output.progress=false", *sets])
+    with tempfile.TemporaryDirectory() as d:
+        res = run(cfg, Path(d) / "run")
+    m, f = res["manifest"], res["funnel"]
+    st = f["stages"]
+    tri = m["triplets"]
+    return {
+        "validator_judged": st.get("validate", {}).get("in", 0),
+        "validator_gpu_hours": round(m["gpu_hours"]["by_role_gpu_hours"].get("validator", 0.0), 4),
+        "busy_gpu_hours": round(m["gpu_hours"]["busy_gpu_hours"], 3),
+        "consistency": {k: st.get("consistency", {}).get(k) for k in ("in", "kept", "dropped")},
+        "final": {k[6:]: v for k, v in tri.items() if k.startswith("final_")},
+        "final_total": sum(v for k, v in tri.items() if k.startswith("final_")),
+        "funnel": {r["stage"]: r["change_pct"] for r in f["table"]},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], dest="sets")
+    ap.add_argument("--only", nargs="*", default=list(VARIANTS), help="variants to run (baseline always runs)")
+    a = ap.parse_args()
+    names = ["baseline"] + [n for n in a.only if n != "baseline"]
+    res = {n: one(a.seed, [*a.sets, *VARIANTS[n]]) for n in names}
+    base = res["baseline"]
+    for n, r in res.items():
+        r["vs_baseline"] = {
+            "validator_judged": round(r["validator_judged"] / max(1, base["validator_judged"]), 3),
+            "final_total": round(r["final_total"] / max(1, base["final_total"]), 3),
+            "final_forward": round(r["final"].get("forward", 0) / max(1, base["final"].get("forward", 0)), 3),
+        }
+    print(json.dumps({"seed": a.seed, "sets": a.sets, "variants": res}))
+
+
+if __name__ == "__main__":
+    main()
