@@ -205,11 +205,3 @@ class TripletRow(Record):
 SOURCES_SCHEMA = SourceRow.schema()
 ATTEMPTS_SCHEMA = AttemptRow.schema()
 TRIPLETS_SCHEMA = TripletRow.schema()
-
-
-def source_row(s: Source, fmt: str) -> dict[str, Any]:
-    return SourceRow.of(s, fmt).to_row()
-
-
-def attempt_row(a: Attempt, fmt: str, keep_image: str) -> dict[str, Any]:
-    return AttemptRow.of(a, fmt, keep_image).to_row()

@@ -77,9 +77,9 @@ class StageActor:
         here, off the GPU actors and the driver; the attempts go back without their edited images."""
         import dataclasses
 
-        from nhr_ray.io.rows import attempt_row
+        from nhr_ray.io.rows import AttemptRow
 
-        rows = [attempt_row(a, image_format, keep_images) for a in attempts]
+        rows = [AttemptRow.of(a, image_format, keep_images).to_row() for a in attempts]
         return [dataclasses.replace(a, edited=None, sim_truth=None) for a in attempts], rows
 
     def teardown(self) -> None:

@@ -8,7 +8,7 @@ import logging
 
 import ray
 
-from nhr_ray.io.rows import source_row
+from nhr_ray.io.rows import SourceRow
 from nhr_ray.records import Source
 
 log = logging.getLogger("nhr_ray.runtime.driver")
@@ -55,7 +55,7 @@ class Results:
 
     def add_sources(self, sources: list[Source]) -> int:
         """Write a batch's sources, pin the kept ones and queue their jobs; returns the jobs added."""
-        self.src_writer.write([source_row(s, self.cfg.output.image_format) for s in sources])
+        self.src_writer.write([SourceRow.of(s, self.cfg.output.image_format).to_row() for s in sources])
         items = []
         for s in sources:
             if s.gate is not None and s.gate.keep and s.gate.stage == "gate":
