@@ -31,16 +31,9 @@ from pydantic import BaseModel, ConfigDict
 
 from nhr_ray.backends import BUILTIN, BackendEntry
 from nhr_ray.ports import Limits
+from nhr_ray.stages import table
 
-ROLE_KINDS: dict[str, str] = {
-    "designer": "text",
-    "t2i": "t2i",
-    "gate": "vlm",
-    "editor": "editor",
-    "prefilter": "vlm",
-    "validator": "vlm",
-    "inverter": "text",
-}
+ROLE_KINDS: dict[str, str] = table.role_kinds()  # from the stage table (stages/table.py)
 
 
 # ----- requests and answers ------------------------------------------------------------------

@@ -59,7 +59,7 @@ def test_autosize_refuses_roles_that_cannot_fit_on_any_node(cluster, tmp_path):
 def test_time_shared_half_gpus_loading_two_at_a_time_give_the_same_triplets_and_actors_know_their_gpu(cluster, tmp_path):
     from collections import Counter
 
-    from nhr_ray.runtime.actors import Pool
+    from nhr_ray.runtime.pool import Pool
     from nhr_ray.stages.edit import EditStage
 
     # half-GPU actors time-sliced on their GPU (sim.gpu_sharing), loading two at a time: where and
@@ -73,7 +73,7 @@ def test_time_shared_half_gpus_loading_two_at_a_time_give_the_same_triplets_and_
     pool = Pool("editor", EditStage, small_config(**half), 5, 0.5, 0.1)
     try:
         nodes = ray.get(pool.setup())
-        devices = [ray.get(a.__ray_call__.remote(lambda self: self.stage.device)) for a in pool.actors]
+        devices = [ray.get(a.__ray_call__.remote(lambda self: self.stage.device)) for a in pool.handles()]
         assert all(d.split("/")[0] == n and d.split("/")[1].isdigit() for d, n in zip(devices, nodes))
         assert max(Counter(devices).values()) <= 2
     finally:
@@ -83,7 +83,8 @@ def test_time_shared_half_gpus_loading_two_at_a_time_give_the_same_triplets_and_
 def test_starter_loads_k_actors_at_once_in_pipeline_order(cluster):
     import time
 
-    from nhr_ray.runtime.actors import Pool, Starter
+    from nhr_ray.runtime.pool import Pool
+    from nhr_ray.runtime.starter import Starter
     from nhr_ray.stages.edit import EditStage
     from nhr_ray.stages.lowlevel import LowLevelStage
     from nhr_ray.stages.sources import SourceStage
@@ -95,11 +96,11 @@ def test_starter_loads_k_actors_at_once_in_pipeline_order(cluster):
              Pool("cpu", LowLevelStage, cfg, 2, 0, 0.1, starter=starter)]
     try:
         # one actor loads; the others wait, yet hold their GPUs in every count
-        assert [sum(a is not None for a in p.actors) for p in pools] == [1, 0, 0]
+        assert [sum(a is not None for a in p.handles()) for p in pools] == [1, 0, 0]
         assert [p.n_held for p in pools] == [2, 3, 2] and pools[1].gpus_held() == 3
         assert pools[1].capacity(2) == 0  # nothing created: no call goes to an actor not started
         deadline = time.monotonic() + 120
-        while any(a is None for p in pools for a in p.actors):
+        while any(a is None for p in pools for a in p.handles()):
             assert starter.loading() <= 1
             starter.pump()
             assert time.monotonic() < deadline
@@ -109,12 +110,12 @@ def test_starter_loads_k_actors_at_once_in_pipeline_order(cluster):
         ray.get([ref for p in pools for ref in p.setup()])
         # a pool whose actors all wait gets one past the limit when a call must go somewhere
         late = Pool("gate", SourceStage, cfg, 2, 0.5, 0.1, starter=Starter(0))  # nothing may load
-        assert late.actors == [None, None] and late.starter.pump() == 0
-        i, ref = late.call("setup")
-        assert ray.get(ref) and late.actors[i] is not None and late.actors[1 - i] is None
+        assert late.handles() == [None, None] and late.starter.pump() == 0
+        i, ref = late.run([])  # a call with no actor to go to
+        assert ray.get(ref) and late.handles()[i] is not None and late.handles()[1 - i] is None
         # retired while waiting: never created, and no longer held
         late.retire(1)
-        assert late.reap() == 1 and late.n_held == 1 and late.actors[1 - i] is None
+        assert late.reap() == 1 and late.n_held == 1 and late.handles()[1 - i] is None
         late.shutdown()
     finally:
         for p in pools:

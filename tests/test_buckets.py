@@ -60,7 +60,8 @@ def test_sources_tally_counts_the_mix():
     stage.setup()
     scenes = [Scene(f"S{i:07d}", "a red apple on a table", [], "photograph") for i in range(20)]
     tasks = [(s, n) for s in scenes for n in range(3)]
-    _, tally, _ = stage.process(tasks)
+    r = stage.process(tasks)
+    tally = r.tally
     mix = {k: n for k, n in tally.notes.items() if k.startswith("bucket:")}
     assert sum(mix.values()) == 60
     expect = Counter(bucket_label(*choose_bucket(cfg.seed, source_id(s.scene_id, n), cfg.sources)[0]) for s, n in tasks)

@@ -14,7 +14,7 @@ from ray.experimental.internal_kv import _internal_kv_get
 
 from conftest import small_config
 from nhr_ray.config import ConfigError, load_config
-from nhr_ray.runtime.actors import Pool
+from nhr_ray.runtime.pool import Pool
 from nhr_ray.runtime.elastic import Elastic
 from nhr_ray.runtime.pipeline import RunError, run
 from nhr_ray.scheduler.actor import SchedulerActor
@@ -61,7 +61,7 @@ def test_pool_grows_when_backed_up_and_shrinks_when_idle(ray_local):
         assert pool.n_live == 3 and gpus(requested()) == 3
         # every actor works a batch (that resets its idle clock); then the queue empties: after
         # idle_s every actor but one is let go, and the request follows
-        calls = [pool.call("process", [], {}, actor=i) for i in range(3)]
+        calls = [pool.run([], {}, actor=i) for i in range(3)]
         ray.get([ref for _, ref in calls])
         for i, _ in calls:
             pool.done(i)
@@ -69,12 +69,12 @@ def test_pool_grows_when_backed_up_and_shrinks_when_idle(ray_local):
         assert pool.n_live == 3
         time.sleep(0.4)
         el.tick({}, {"editor": 0.0})
-        assert pool.n_live == 1 and sum(pool.dead) == 2 and pool.gpus_held() == 1
+        assert pool.n_live == 1 and pool.n_held == 1 and pool.gpus_held() == 1
         assert requested() == [{"CPU": 0.25, "GPU": 1.0}]
         kinds = [("grow" in e, "shrink" in e) for e in el.events]
         assert kinds == [(True, False), (True, False), (False, True)]
         # a busy actor is never idle, whatever its queue says
-        i, ref = pool.call("process", [], {})
+        i, ref = pool.run([], {})
         time.sleep(0.4)
         assert pool.idle_actors(time.monotonic(), 0.3) == []
         ray.get(ref)

@@ -28,7 +28,8 @@ def _png(seed: int = 0) -> bytes:
 
 def _run(path, cfg=CFG):
     stage = PhotoSourceStage(cfg)
-    sources, tally, _ = stage.process(list(photo_tasks(str(path), cfg.task)))
+    r = stage.process(list(photo_tasks(str(path), cfg.task)))
+    sources, tally = r.rows, r.tally
     assert tally.balanced() and tally.n_in == len(sources)
     return {s.scene_id: s for s in sources}, tally
 
@@ -130,7 +131,8 @@ def test_parquet_row_group_is_read_once_per_batch(tmp_path, monkeypatch):
     monkeypatch.setattr(pq.ParquetFile, "read_row_group", lambda self, g, **kw: reads.append((g, kw.get("columns"))) or real(self, g, **kw))
     stage = PhotoSourceStage(CFG)
     for k in range(0, 16, 8):
-        sources, tally, _ = stage.process(tasks[k : k + 8])
+        r = stage.process(tasks[k : k + 8])
+        sources, tally = r.rows, r.tally
         assert tally.kept == 8
     assert reads == [(0, ["image"]), (0, ["image"])]  # one read per batch of 8, not one per photo
 
@@ -160,5 +162,6 @@ def test_parquet_damaged_after_listing_is_a_counted_failure(tmp_path):
                    tmp_path / "x.parquet")  # fmt: skip
     tasks = list(photo_tasks(str(tmp_path / "x.parquet"), CFG.task))
     (tmp_path / "x.parquet").write_bytes(b"gone")
-    sources, tally, _ = PhotoSourceStage(CFG).process(tasks)
+    r = PhotoSourceStage(CFG).process(tasks)
+    sources, tally = r.rows, r.tally
     assert tally.failed == {"unreadable": 1} and sources[0].gate.raw.startswith("x.parquet: ") and "\n" not in sources[0].gate.raw

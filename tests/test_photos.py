@@ -73,7 +73,8 @@ def test_stage_counts_every_file(folder):
     cfg = small_config(**{"sources.kind": "images", "sources.images": str(folder), "output.max_image_pixels": 200_000})
     stage = PhotoSourceStage(cfg)
     stage.setup()
-    sources, tally, cost = stage.process(list(photo_tasks(str(folder), cfg.task)))
+    r = stage.process(list(photo_tasks(str(folder), cfg.task)))
+    sources, tally, cost = r.rows, r.tally, r.gpu_seconds["t2i"]
     assert tally.n_in == 9 and tally.kept == 4 and dict(tally.dropped) == EXPECTED_DROPS and tally.balanced()
     assert dict(tally.notes) == {"converted_from_p": 1, "converted_from_rgba": 1, "converted_from_cmyk": 1}
     ok = [s for s in sources if s.gate is None]
@@ -90,7 +91,8 @@ def test_parquet_dataset_source(tmp_path):
     tasks = list(photo_tasks(str(tmp_path / "ds"), small_config().task))
     assert [t[0].prompt for t in tasks] == ["c0", "c1", "c2", "bad"]
     stage = PhotoSourceStage(small_config())
-    sources, tally, _ = stage.process(tasks)
+    r = stage.process(tasks)
+    sources, tally = r.rows, r.tally
     assert tally.kept == 3 and dict(tally.dropped) == {"not_an_image": 1}
     assert [s.source_id for s in sources] == ["P000000.n00", "P000001.n00", "P000002.n00", "P000003.n00"]
 

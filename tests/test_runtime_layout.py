@@ -25,8 +25,10 @@ def test_no_function_over_60_lines():
 
 def test_the_streaming_phase_calls_actors_through_typed_pool_methods():
     """No `pool.call("method", ...)` in the driver and its work records: typed Pool calls only."""
-    for name in ("driver.py", "work.py", "startup.py", "results.py"):
-        tree = ast.parse((ROOT / "runtime" / name).read_text())
+    for path in [ROOT / "runtime" / n for n in ("driver.py", "work.py", "startup.py", "results.py", "finalize.py")] \
+            + sorted((ROOT / "runtime" / "feeders").glob("*.py")):  # fmt: skip
+        name = path.name
+        tree = ast.parse(path.read_text())
         calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
                  and n.func.attr == "call" and n.args and isinstance(n.args[0], ast.Constant)]  # fmt: skip
         assert not calls, f"{name}:{calls[0].lineno}"
@@ -47,3 +49,19 @@ def test_the_starter_uses_the_pools_public_methods_only():
     private = [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr.startswith("_")
                and not (isinstance(n.value, ast.Name) and n.value.id == "self")]  # fmt: skip
     assert not private, private
+
+
+def test_a_pool_keeps_one_slot_per_actor_and_no_parallel_lists():
+    """Pool state per actor lives in one Slot (state, handle, load, node, ...), not in lists kept in
+    step by hand; and the Pool offers no call-a-method-by-name escape hatch."""
+    from nhr_ray.runtime.pool import Pool, Slot, State
+
+    tree = ast.parse((ROOT / "runtime" / "pool.py").read_text())
+    init = next(f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "__init__")
+    lists = [t.attr for n in ast.walk(init) if isinstance(n, (ast.Assign, ast.AnnAssign))
+             for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+             if isinstance(t, ast.Attribute) and isinstance(n.value, (ast.List, ast.ListComp))]  # fmt: skip
+    assert lists == ["slots"], lists
+    assert not hasattr(Pool, "call")
+    assert {f for f in Slot.__dataclass_fields__} >= {"state", "handle", "load", "node", "last_busy"}
+    assert [s.value for s in State] == ["waiting", "loading", "ready", "retired", "dead"]

@@ -22,7 +22,14 @@ def test_the_lists_the_runtime_uses_come_from_the_table():
     assert [s.funnel_row for s in table.funnel_rows()] == [
         "source images", "plausibility gate", "edits", "soft pre-filter", "low-level check", "hard validation",
         "best-of selection", "inversion", "composition", "backward consistency"]  # fmt: skip
+    from nhr_ray.config.cluster import RolesConfig
+    from nhr_ray.roles import ROLE_KINDS
+
+    assert tuple(RolesConfig.model_fields) == table.model_roles()  # the config offers exactly the table's roles
+    assert ROLE_KINDS == {"designer": "text", "t2i": "t2i", "gate": "vlm", "editor": "editor", "prefilter": "vlm",
+                          "validator": "vlm", "inverter": "text"}  # fmt: skip
     for s in table.STAGES:
+        assert s.kind is None or ROLE_KINDS[s.role] == s.kind, s.name  # a role serving two stages has one kind
         if s.stage is not None:  # every class the table names exists (imported only here, by load())
             assert issubclass(s.load(), Stage) and s.load().name == s.name, s.name
 
@@ -48,7 +55,7 @@ class PassThroughStage(Stage):
             if a.alive:
                 a.verdicts.append(Verdict(self.name, True, "ok"))
                 tally.add(a.verdicts[-1])
-        return attempts, tally
+        return self.result(attempts, tally)
 
 
 def test_a_stage_added_to_the_table_alone_runs_and_shows_in_the_funnel(ray_local, tmp_path, monkeypatch):
@@ -75,3 +82,55 @@ def test_a_stage_added_to_the_table_alone_runs_and_shows_in_the_funnel(ray_local
     assert rows["pass-through (test)"]["model"] == "counts rows"
     assert [r["stage"] for r in funnel["table"]].index("pass-through (test)") == 5  # in table order
     assert all(funnel["balanced"].values())
+
+
+def test_every_stage_of_the_table_answers_a_stage_result():
+    """One contract: whatever the stage, process() gives a StageResult (rows, tally, GPU-seconds by
+    role, usage by role). Each stage of the table runs here in-process on the simulation on a batch
+    of its real input, built by running the stages before it."""
+    import numpy as np
+
+    from nhr_ray.stages.base import StageResult
+
+    cfg = small_config(**{"task.num_scenes": 2, "sources.seeds_per_prompt": 1})
+    built = {}
+
+    def stage(name):
+        if name not in built:
+            built[name] = table.spec(name).load(cfg)(cfg)
+            built[name].setup()
+        return built[name]
+
+    out = {"design": stage("design").process([0])}
+    scenes = out["design"].rows
+    out["sources"] = stage("sources").process([(s, 0) for s in scenes])
+    out["gate"] = stage("gate").process(out["sources"].rows)
+    srcs = {s.source_id: s for s in out["gate"].rows}
+    from nhr_ray.records import Job
+
+    jobs = [Job(f"{sid}.i0.m0", f"{sid}.i0", sid, 0, 0, 7) for sid in srcs]
+    rows = jobs
+    for s in table.attempt_stages():
+        out[s.name] = stage(s.name).process(rows, srcs)
+        rows = out[s.name].rows
+    from nhr_ray.io.images import encode
+
+    kept = [a for a in out["validate"].rows if a.edited is not None]
+    fwd = [{"sample_id": a.job.attempt_id, "prompt": srcs[a.job.source_id].prompt, "edit_instruction": a.instruction.text}
+           for a in kept]  # fmt: skip
+    out["inversion"] = stage("inversion").process(fwd)
+    assert [f["sample_id"] for f, _text, _v, _u in out["inversion"].rows] == [f["sample_id"] for f in fwd]
+    inverses = [{"sample_id": f"inv-{a.job.attempt_id}", "edit_instruction": "Put it back.",
+                 "source_image": {"bytes": encode(a.edited)}, "edited_image": {"bytes": encode(srcs[a.job.source_id].image)}}
+                for a in kept]  # fmt: skip
+    out["consistency"] = stage("consistency").process(inverses)
+    assert [sid for sid, _v, _u in out["consistency"].rows] == [t["sample_id"] for t in inverses]
+    for name, r in out.items():
+        assert isinstance(r, StageResult), name
+        assert r.tally.stage == name and r.tally.balanced(), name  # consistency's tally: apply_consistency's
+        assert all(isinstance(v, float) for v in r.gpu_seconds.values()), name
+    assert out["design"].rows and out["sources"].gpu_seconds.keys() == {"t2i"} and out["gate"].gpu_seconds.keys() == {"gate"}
+    assert all(isinstance(a.edited, np.ndarray) for a in out["edit"].rows if a.alive)
+    assert out["validate"].tally.n_in == sum(1 for a in out["lowlevel"].rows if a.alive)
+    assert kept, "no candidate reached inversion: the batch is too small to test the final stages"
+    assert set(out) == {s.name for s in table.STAGES if s.stage is not None}  # every stage with a class ran here

@@ -17,9 +17,10 @@ import pyarrow as pa
 
 from nhr_ray.io.images import encode, image_struct
 from nhr_ray.records import Attempt, Source, geometric_score
+from nhr_ray.stages import table
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-ATTEMPT_STAGES = ("edit", "prefilter", "lowlevel", "validate")
+ATTEMPT_STAGES = tuple(s.name for s in table.attempt_stages())  # each gets <stage>_outcome/_reason/_raw columns
 VERDICT_PARTS = ("outcome", "reason", "raw")
 
 

@@ -25,7 +25,7 @@ from nhr_ray.io.rows import TripletRow
 from nhr_ray.io.store import Store
 from nhr_ray.records import geometric_score, sample_id, stable_hash
 from nhr_ray.runtime import finalize_state
-from nhr_ray.runtime.actors import Pool
+from nhr_ray.runtime.pool import Pool
 from nhr_ray.runtime.finalize_state import Answers
 from nhr_ray.stages.compose import compose_source
 from nhr_ray.stages.consistency import ConsistencyStage, apply_consistency
@@ -106,14 +106,12 @@ def _inverse(f: dict, text: str, run_seed: int) -> dict:
     }
 
 
-def _map(pool: Pool, method: str, items: list, batch: int) -> list:
-    refs = []
-    for k in range(0, len(items), batch):
-        i, ref = pool.call(method, items[k : k + batch])
-        refs.append((i, ref))
+def _map(pool: Pool, items: list, batch: int) -> list[StageResult]:
+    """The pool's stage on every batch of `items`, in order."""
+    calls = [pool.run(items[k : k + batch]) for k in range(0, len(items), batch)]
     out = []
-    for i, ref in refs:
-        out.append(ray.get(ref))
+    for i, ref in calls:
+        out.append(ray.get(ref)[-1])
         pool.done(i)
     return out
 
@@ -145,9 +143,9 @@ def _invert(cfg, pools: _Pools, answers: Answers, recorded: dict, forwards: list
     if new:
         by_id = {f["sample_id"]: f for f in new}
         slim = [{k: f[k] for k in ("sample_id", "prompt", "edit_instruction")} for f in new]
-        for rows, _tally, u in _map(pools.get("inverter"), "process", slim, cfg.inversion.batch_size):
-            for (f, text, v), ux in zip(rows, u):
-                got[f["sample_id"]] = (by_id[f["sample_id"]], text, v, ux)
+        for r in _map(pools.get("inverter"), slim, cfg.inversion.batch_size):
+            for f, text, v, u in r.rows:
+                got[f["sample_id"]] = (by_id[f["sample_id"]], text, v, u)
         answers.record("inversion", list(got.values()))
     out = {}
     for f in forwards:
@@ -165,9 +163,9 @@ def _consistency(cfg, pools: _Pools, answers: Answers, recorded: dict, inverses:
     new = [t for t in inverses if ("consistency", t["attempt_id"]) not in recorded]
     got = {}
     if new:
-        for verdicts, u in _map(pools.get("consistency"), "process", new, cfg.validation.batch_size):
-            for (sid, v), ux in zip(verdicts.items(), u):
-                got[sid] = (v, ux)
+        for r in _map(pools.get("consistency"), new, cfg.validation.batch_size):
+            for sid, v, u in r.rows:
+                got[sid] = (v, u)
         answers.record("consistency", [(t, None, *got[t["sample_id"]]) for t in new])
     out = {}
     for t in inverses:

@@ -18,10 +18,6 @@ class Funnel:
     def merge(self, t: Tally) -> None:
         self.tally(t.stage).merge(t)
 
-    def add_attempt_verdicts(self, verdicts) -> None:
-        for v in verdicts:
-            self.tally(v.stage).add(v)
-
     def balanced(self) -> dict[str, bool]:
         return {k: t.balanced() for k, t in self.tallies.items()}
 

@@ -61,7 +61,7 @@ class RunMetrics:
             return
         self._last_gauges = now
         for role, pool in pools.items():
-            self.queue.set(sum(pool.load), tags={"role": role})
+            self.queue.set(pool.total_load, tags={"role": role})
         for role, h in (stats.get("busy_by_role_gpu_hours") or {}).items():
             self.gpu.set(h, tags={"role": role, "clock": "busy"})
         for role, h in (stats.get("reserved_by_role_gpu_hours") or {}).items():

@@ -31,19 +31,19 @@ class Results:
         self.reissued += 1
         log.warning("re-issuing %s after %s", key, type(err).__name__)
         try:
-            ray.get([self.pools[r].actors[i].setup.remote() for r, i in actors], timeout=120)
+            ray.get([ref for r, i in actors for ref in self.pools[r].setup([i])], timeout=120)
         except Exception as e:  # still down: the next try will tell
             log.warning("actors of %s not back yet: %s", key, type(e).__name__)
         return True
 
-    def count(self, tally=None, role: str | None = None, usages=()) -> None:
-        """A stage's tally into the funnel and metrics; API usage into the role's sums and metrics."""
-        if tally is not None:
-            self.funnel.merge(tally)
-            self.metrics.tally(tally)
-        for u in usages:
-            self.usage.add(role, u)
-            self.metrics.usage(role, u)
+    def count(self, result) -> None:
+        """A StageResult's tally into the funnel and metrics; its API usage into the roles' sums and metrics."""
+        self.funnel.merge(result.tally)
+        self.metrics.tally(result.tally)
+        for role, usages in result.usage.items():
+            for u in usages:
+                self.usage.add(role, u)
+                self.metrics.usage(role, u)
 
     def admit(self, s: Source) -> None:
         self.source_refs[s.source_id] = ray.put(s)
@@ -65,9 +65,9 @@ class Results:
         if items:
             self.scheduler.add_sources.remote(items)
         for s in sources:  # jobs drawn before their source was made again (resume from a checkpoint)
-            jobs = self.parked.pop(s.source_id, None)
+            jobs = self.chains.parked.pop(s.source_id, None)
             if jobs and s.source_id in self.source_refs:
-                self.held.append(jobs)
+                self.chains.held.append(jobs)
             elif jobs:  # made again and not kept this time: its jobs cannot run
                 self.fail_jobs(jobs, "error:source_not_kept_on_resume")
         return sum(len(c) for _, c in items) * self.cfg.edit.attempts_per_instruction

@@ -7,7 +7,7 @@ import collections
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from nhr_ray.runtime.actors import Pool
+    from nhr_ray.runtime.pool import Pool
 
 
 class Starter:

@@ -9,7 +9,7 @@ import time
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from nhr_ray.runtime.actors import Pool
+from nhr_ray.runtime.pool import Pool
 from nhr_ray.runtime.admission import SourceAdmission, batch_estimate
 from nhr_ray.runtime.autosize import Sizer, initial_counts
 from nhr_ray.runtime.bookkeeping import Book
@@ -58,7 +58,7 @@ class Startup:
         # every actor loads its model now (grow() called setup()); work starts as soon as the
         # actors it needs are loaded (sources while editors still load), and a backend that fails
         # to load fails the run at once (check_start, every driver loop until all are up)
-        self._initial = {r: len(p.actors) for r, p in self.pools.items()}
+        self._initial = {r: p.n_asked for r, p in self.pools.items()}
         self._all_up = False
 
     def _pool(self, spec, sized: dict[str, int]) -> Pool:
@@ -75,12 +75,12 @@ class Startup:
         while not self._all_up:
             for r, p in self.pools.items():
                 p.refresh_nodes()
-                for k, err in p.setup_errors.items():
-                    if k < self._initial[r] and p.live[k]:  # not one retired (and killed) while it loaded
+                for k, err in p.setup_errors().items():
+                    if k < self._initial[r] and p.slots[k].live:  # not one retired (and killed) while it loaded
                         cause = getattr(err, "cause", None) or err
                         first = (self.redact(str(cause)).strip().splitlines() or [""])[0][:300]
                         raise RuntimeError(f"roles.{r}: an actor failed to start: {type(cause).__name__}: {first}") from err
-            if all(p.ready[k] or not p.live[k] for r, p in self.pools.items() for k in range(self._initial[r])):
+            if all(p.up(range(self._initial[r])) for r, p in self.pools.items()):
                 self._all_up = True
                 self.mark("pools_ready")
             elif not wait:

@@ -6,7 +6,7 @@ when its object ref is in (take the result, write and count it, or re-issue it a
     EditorSlot   an editor's part of an edit chain (the editor takes its next batch once this is in)
     ChainWork    a whole edit chain: editor -> prefilter -> low-level -> validator -> rows (CPU)
 
-`m` is the run's Miner (runtime/driver.py): the pools, the writers, the funnel, the scheduler.
+`m` is the run's Miner (runtime/driver.py): the pools, the feeders, the writers, the funnel, the scheduler.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import ray
 
 from nhr_ray.runtime.resume import policy_result, save_design
 from nhr_ray.stages import table
-from nhr_ray.stages.base import Tally
+from nhr_ray.stages.base import StageResult, Tally
 
 
 @dataclass
@@ -29,17 +29,17 @@ class DesignWork:
     def finish(self, ref, m) -> None:
         m.pools["designer"].done(self.actor)
         try:
-            scenes, tally, usage = ray.get(ref)
+            (r,) = ray.get(ref)
         except Exception as e:
             if m.retry(f"design-{self.request}", e, [("designer", self.actor)]):
-                m.submit_design(self.request)
+                m.design_feed.submit(self.request)
                 return
             n = m.cfg.task.items_per_request
-            tally, scenes, usage = Tally("design"), [], []
-            tally.n_in += n
-            tally.failed[f"error:{type(e).__name__}"] += n
-        m.designs.saved[self.request] = save_design(m.store, self.request, tally, usage, scenes)
-        m.count(tally, "designer", usage)
+            r = StageResult([], Tally("design"))
+            r.tally.n_in += n
+            r.tally.failed[f"error:{type(e).__name__}"] += n
+        m.designs.saved[self.request] = save_design(m.store, self.request, r.tally, r.usage.get("designer", []), r.rows)
+        m.count(r)
         m.designs.advance()
 
 
@@ -53,21 +53,21 @@ class SourceWork:
         m.release(self.actors)
         m.admission.release(self.reserved)
         try:
-            (sources, t_src, c_src), (sources, t_gate, c_gate) = ray.get(ref)
+            chain = ray.get(ref)
         except Exception as e:
             if m.retry(f"sources-{self.batch[0][0].scene_id}.{self.batch[0][1]}", e, self.actors):
-                m.submit_sources(self.batch)
+                m.source_feed.submit(self.batch)
                 return
             t = m.funnel.tally("sources")
             t.n_in += len(self.batch)
             t.failed[f"error:{type(e).__name__}"] += len(self.batch)
             return
         m.mark("first_sources")
-        m.count(t_src)
-        m.count(t_gate)
-        m.scheduler.charge.remote("t2i", "sources", c_src)
-        m.scheduler.charge.remote("gate", "gate", c_gate)
-        m.pending_jobs += m.add_sources(sources)
+        for r in chain:
+            m.count(r)
+            for role, seconds in r.gpu_seconds.items():
+                m.scheduler.charge.remote(role, r.tally.stage, seconds)
+        m.chains.pending_jobs += m.add_sources(chain[-1].rows)
 
 
 @dataclass
@@ -86,27 +86,23 @@ class ChainWork:
 
     def finish(self, ref, m) -> None:
         m.release(self.actors)
-        m.n_chains -= 1
+        m.chains.n_chains -= 1
         try:
-            attempts, rows = ray.get(ref)
+            end = ray.get(ref)
         except Exception as e:  # an actor of the chain died
             if m.retry(f"chain-{self.jobs[0].attempt_id}", e, [("editor", self.editor), *self.actors]):
-                m.submit_chain(self.jobs)
+                m.chains.submit(self.jobs)
                 return
             m.fail_jobs(self.jobs, f"error:{type(e).__name__}")
             return
-        m.book.rows_back(m.pools["cpu"].node[self.actors[-1][1]], rows)
-        done, stage_role = [], table.stage_role()
-        for a, row in zip(attempts, rows):
-            m.funnel.add_attempt_verdicts(a.verdicts)
-            for v in a.verdicts:
-                m.metrics.verdict(v.stage, v.outcome, v.reason)
-            if a.usage:
-                m.count(None, "validator", [a.usage])
-            costs = {st: (stage_role[st], s) for st, s in a.gpu_seconds.items()}
-            done.append((a.job.attempt_id, costs, policy_result(row)))
+        m.book.rows_back(m.pools["cpu"].node_of(self.actors[-1][1]), end.rows)
+        for r in end.results:  # each stage's tally, API usage
+            m.count(r)
+        stage_role = table.stage_role()
+        done = [(a.job.attempt_id, {st: (stage_role[st], s) for st, s in a.gpu_seconds.items()}, policy_result(row))
+                for a, row in zip(end.attempts, end.rows)]  # GPU-seconds per attempt: the scheduler's estimate
         m.mark("first_attempts")
-        m.att_writer.write(rows)
+        m.att_writer.write(end.rows)
         m.scheduler.complete_batch.remote(done)
         for j in self.jobs:
             m.job_done(j.source_id)

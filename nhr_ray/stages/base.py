@@ -67,9 +67,26 @@ class Tally:
         }
 
 
+@dataclass
+class StageResult:
+    """What every stage's process() returns: the rows it passes on (to the next stage or to storage),
+    its Tally, the GPU-seconds it spent by role and its API usage records by role (one per call).
+    Work in flight is a chain of these (runtime/actors.py): every link but the last is a summary
+    (rows dropped), so a chain's answer stays small."""
+
+    rows: list
+    tally: Tally
+    gpu_seconds: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, list[dict]] = field(default_factory=dict)
+
+    def summary(self) -> "StageResult":
+        return StageResult([], self.tally, self.gpu_seconds, self.usage)
+
+
 class Stage:
     """A step of the method. Subclasses set `name`, `role` (or None for pure CPU work) and
-    implement `process`. Nothing heavy in __init__: models load in setup(), once per actor."""
+    implement `process(batch, ...) -> StageResult`. Nothing heavy in __init__: models load in
+    setup(), once per actor."""
 
     name: str = ""
     role: str | None = None
@@ -99,6 +116,17 @@ class Stage:
             backend = build_backend(self.role, self._backend_name or rc.backend, self._backend_options or rc.options, ctx)
             backend.setup()
             self.backend = Redacting(backend, self.redact)
+
+    def result(self, rows: list, tally: Tally, gpu_seconds: float = 0.0, usage=(), role: str | None = None) -> StageResult:
+        """This stage's StageResult: GPU-seconds and usage records (empty ones left out) under its
+        role (or `role`: the pool it runs in, for a stage without a model of its own)."""
+        role = role or self.role or "cpu"
+        used = [u for u in usage if u]
+        return StageResult(rows, tally, {role: gpu_seconds}, {role: used} if used else {})
+
+    def attempts_result(self, attempts: list, tally: Tally, usage=()) -> StageResult:
+        """An attempt stage's StageResult: the GPU-seconds it noted on each attempt, summed."""
+        return self.result(attempts, tally, sum(a.gpu_seconds.get(self.name, 0.0) for a in attempts), usage)
 
     def teardown(self) -> None:
         if self.backend is not None:

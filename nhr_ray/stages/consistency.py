@@ -7,7 +7,7 @@ from __future__ import annotations
 from nhr_ray.io.images import decode
 from nhr_ray.judges.profiles import role_profile
 from nhr_ray.records import Verdict
-from nhr_ray.stages.base import Stage, Tally
+from nhr_ray.stages.base import Stage, StageResult, Tally
 from nhr_ray.stages.validate import ask_grouped, merge_usage, score_verdict
 
 
@@ -15,9 +15,9 @@ class ConsistencyStage(Stage):
     name = "consistency"
     role = "validator"
 
-    def process(self, inverses: list[dict]) -> tuple[dict[str, Verdict], list[dict]]:
-        """inverses: inverse triplet rows (images as {bytes, path} structs). Returns sample_id ->
-        verdict, and usage."""
+    def process(self, inverses: list[dict]) -> StageResult:
+        """inverses: inverse triplet rows (images as {bytes, path} structs). Rows: (sample_id,
+        verdict, usage) each; the tally is left to apply_consistency (a failure drops more rows)."""
         cfg = self.config.consistency
         limit = self.config.output.max_image_pixels
         profile = role_profile(self.config, "consistency")
@@ -26,12 +26,12 @@ class ConsistencyStage(Stage):
                              decode(t["edited_image"]["bytes"], limit), t.get("_sim_truth"))
             for t in inverses
         ]  # fmt: skip
-        out, usage = {}, []
+        out, seconds = [], 0.0
         for t, answers in zip(inverses, ask_grouped(self.backend, groups)):
-            usage.append(merge_usage(answers))
-            out[t["sample_id"]] = score_verdict(self.name, answers, profile, cfg.min_adherence, cfg.min_aesthetics,
-                                                  self.config.answers.max_chars)
-        return out, usage
+            v = score_verdict(self.name, answers, profile, cfg.min_adherence, cfg.min_aesthetics, self.config.answers.max_chars)
+            out.append((t["sample_id"], v, merge_usage(answers)))
+            seconds += sum(a.gpu_seconds for a in answers)
+        return self.result(out, Tally(self.name), seconds, [u for _, _, u in out])
 
 
 def apply_consistency(triplets: list[dict], verdicts: dict[str, Verdict]) -> tuple[list[dict], Tally]:

@@ -16,7 +16,7 @@ from nhr_ray.parsing import clean_text, extract_json
 from nhr_ray.prompts import render
 from nhr_ray.records import Instruction, Scene
 from nhr_ray.roles import TextRequest
-from nhr_ray.stages.base import Stage, Tally
+from nhr_ray.stages.base import Stage, StageResult, Tally
 from nhr_ray.stages.design_rules import apply_rules
 
 _CATEGORY_RULES = [
@@ -96,8 +96,8 @@ class DesignStage(Stage):
         prompt = render(f"design_{t.operation}", task_description=t.description, count=t.items_per_request)
         return TextRequest(item_id=f"D{request_index:04d}", task=f"design:{t.operation}", prompt=prompt)
 
-    def process(self, request_indices: list[int]) -> tuple[list[Scene], Tally, list[dict]]:
-        """Returns scenes, the tally (unit: requested items) and usage dicts."""
+    def process(self, request_indices: list[int]) -> StageResult:
+        """Rows: scenes; the tally's unit is the requested item."""
         reqs = [self.request(i) for i in request_indices]
         answers = self.backend.complete(reqs)
         tally, scenes, usage = Tally(self.name), [], []
@@ -106,7 +106,7 @@ class DesignStage(Stage):
             s, t = parse_scenes(ans.text, ans.error, idx, self.config.task, self.config.answers.max_design_chars)
             scenes.extend(s)
             tally.merge(t)
-        return scenes, tally, usage
+        return self.result(scenes, tally, usage=usage)
 
 
 def clean_instructions(edits: list, task, notes: Counter) -> list[tuple[int, str]]:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from nhr_ray.records import Attempt, Job, Source, Verdict
 from nhr_ray.roles import EditRequest
-from nhr_ray.stages.base import Stage, Tally, error_verdict
+from nhr_ray.stages.base import Stage, StageResult, Tally, error_verdict
 
 
 class EditStage(Stage):
     name = "edit"
     role = "editor"
 
-    def process(self, jobs: list[Job], sources: dict[str, Source]) -> tuple[list[Attempt], Tally]:
+    def process(self, jobs: list[Job], sources: dict[str, Source]) -> StageResult:
         tally = Tally(self.name)
         attempts = []
         for j in jobs:
@@ -34,4 +34,4 @@ class EditStage(Stage):
                 v = Verdict(self.name, True, "ok")
             a.verdicts.append(v)
             tally.add(v)
-        return attempts, tally
+        return self.attempts_result(attempts, tally)

@@ -7,14 +7,14 @@ from nhr_ray.parsing import parse_yes_no, raw_text
 from nhr_ray.prompts import render
 from nhr_ray.records import Source, Verdict
 from nhr_ray.roles import VLMRequest
-from nhr_ray.stages.base import Stage, Tally, error_verdict
+from nhr_ray.stages.base import Stage, StageResult, Tally, error_verdict
 
 
 class GateStage(Stage):
     name = "gate"
     role = "gate"
 
-    def process(self, sources: list[Source]) -> tuple[list[Source], Tally, float]:
+    def process(self, sources: list[Source]) -> StageResult:
         tally, cost = Tally(self.name), 0.0
         live = [s for s in sources if s.gate is None]
         if not self.config.gate.enabled:  # every source passes, visibly
@@ -22,7 +22,7 @@ class GateStage(Stage):
                 s.gate = Verdict(self.name, True, "ok", raw="gate disabled")
                 tally.add(s.gate)
             tally.notes["gate_disabled"] += len(live)
-            return sources, tally, cost
+            return self.result(sources, tally, cost)
         reqs = [
             VLMRequest(s.source_id, "plausibility", render("plausibility", prompt=s.prompt), [s.image], sim_truth=s.sim_truth)
             for s in live
@@ -42,4 +42,4 @@ class GateStage(Stage):
                     v = Verdict(self.name, p.value, "ok" if p.value else "implausible", raw=raw_text(ans.text, cap))
             s.gate = v
             tally.add(v)
-        return sources, tally, cost
+        return self.result(sources, tally, cost)

@@ -11,7 +11,7 @@ from nhr_ray.parsing import MAX_ANSWER_CHARS, clean_text, raw_text, too_long
 from nhr_ray.prompts import render
 from nhr_ray.records import Verdict
 from nhr_ray.roles import TextRequest
-from nhr_ray.stages.base import Stage, Tally, error_verdict
+from nhr_ray.stages.base import Stage, StageResult, Tally, error_verdict
 
 _LABEL = re.compile(r"^\s*(inverse instruction|instruction|answer)\s*:\s*", re.I)
 
@@ -68,9 +68,9 @@ class InvertStage(Stage):
     name = "inversion"
     role = "inverter"
 
-    def process(self, forwards: list[dict]) -> tuple[list[tuple[dict, str | None]], Tally, list[dict]]:
-        """forwards: forward triplet rows (prompt, edit_instruction, sample_id). Returns each with its
-        inverse instruction or None, the tally and usage."""
+    def process(self, forwards: list[dict]) -> StageResult:
+        """forwards: forward triplet rows (prompt, edit_instruction, sample_id). Rows: (forward, its
+        inverse instruction or None, verdict, usage) each."""
         cfg = self.config.inversion
         reqs = [
             TextRequest(f["sample_id"], "invert", render("inverse", prompt=f["prompt"], instruction=f["edit_instruction"]))
@@ -87,5 +87,5 @@ class InvertStage(Stage):
                 text, reason = check_inverse(ans.text, cfg.forbidden_words, cfg.max_chars, cap)
                 v = Verdict(self.name, text is not None, reason, raw)
             tally.add(v)
-            out.append((f, text, v))
-        return out, tally, usage
+            out.append((f, text, v, ans.usage))
+        return self.result(out, tally, usage=usage)

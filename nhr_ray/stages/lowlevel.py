@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from nhr_ray.records import Attempt, Source, Verdict
-from nhr_ray.stages.base import Stage, Tally
+from nhr_ray.stages.base import Stage, StageResult, Tally
 
 
 def changed_mask(src: np.ndarray, edited: np.ndarray, threshold: int) -> np.ndarray:
@@ -44,7 +44,7 @@ class LowLevelStage(Stage):
     name = "lowlevel"
     role = None
 
-    def process(self, attempts: list[Attempt], sources: dict[str, Source]) -> tuple[list[Attempt], Tally]:
+    def process(self, attempts: list[Attempt], sources: dict[str, Source]) -> StageResult:
         tally = Tally(self.name)
         for a in attempts:
             if not a.alive:
@@ -59,4 +59,4 @@ class LowLevelStage(Stage):
             v = Verdict(self.name, keep, reason)
             a.verdicts.append(v)
             tally.add(v)
-        return attempts, tally
+        return self.attempts_result(attempts, tally)

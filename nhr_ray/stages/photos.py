@@ -42,7 +42,7 @@ from nhr_ray.categories import KNOWN_CATEGORIES
 from nhr_ray.config import ConfigError
 from nhr_ray.io.images import ImageRejected, decode_photo
 from nhr_ray.records import Instruction, Scene, Source, Verdict, source_id
-from nhr_ray.stages.base import Stage, Tally
+from nhr_ray.stages.base import Stage, StageResult, Tally
 from nhr_ray.parsing import clean_text
 from nhr_ray.stages.design import classify_instruction, clean_instructions
 
@@ -238,7 +238,7 @@ class PhotoSourceStage(Stage):
     name = "sources"
     role = None
 
-    def process(self, tasks: list[tuple[Scene, dict[str, Any]]]) -> tuple[list[Source], Tally, float]:
+    def process(self, tasks: list[tuple[Scene, dict[str, Any]]]) -> StageResult:
         tally, out = Tally(self.name), []
         reader = BatchReader(self.config.sources.max_photo_bytes)
         for scene, ref in tasks:
@@ -249,7 +249,7 @@ class PhotoSourceStage(Stage):
             src.gate = v if not v.keep else None
             tally.add(v)
             out.append(src)
-        return out, tally, 0.0
+        return self.result(out, tally, 0.0, role="t2i")  # runs in the t2i pool, on no GPU
 
     def _photo(self, src: Source, ref: dict[str, Any], reader: BatchReader, notes: Counter) -> Verdict:
         if ref.get("reject"):

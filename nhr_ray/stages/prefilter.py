@@ -12,7 +12,7 @@ from nhr_ray.parsing import parse_yes_no, raw_text
 from nhr_ray.prompts import render
 from nhr_ray.records import Attempt, Source, Verdict
 from nhr_ray.roles import VLMRequest
-from nhr_ray.stages.base import Stage, Tally, error_verdict
+from nhr_ray.stages.base import Stage, StageResult, Tally, error_verdict
 from nhr_ray.stages.validate import ask_grouped, score_verdict
 
 
@@ -20,7 +20,7 @@ class PrefilterStage(Stage):
     name = "prefilter"
     role = "prefilter"
 
-    def process(self, attempts: list[Attempt], sources: dict[str, Source]) -> tuple[list[Attempt], Tally]:
+    def process(self, attempts: list[Attempt], sources: dict[str, Source]) -> StageResult:
         cfg = self.config.prefilter
         tally = Tally(self.name)
         live = [a for a in attempts if a.alive]
@@ -29,7 +29,7 @@ class PrefilterStage(Stage):
                 a.verdicts.append(Verdict(self.name, True, "ok", raw="prefilter disabled"))
                 tally.add(a.verdicts[-1])
             tally.notes["prefilter_disabled"] += len(live)
-            return attempts, tally
+            return self.attempts_result(attempts, tally)
         profile = role_profile(self.config, "prefilter")
         groups: list[list[VLMRequest]] = []
         n_scores = 0  # score questions per candidate (the profile's); the yes/no questions follow them
@@ -55,7 +55,7 @@ class PrefilterStage(Stage):
             v = decide(got, cfg, profile, self.config.answers.max_chars)
             a.verdicts.append(v)
             tally.add(v)
-        return attempts, tally
+        return self.attempts_result(attempts, tally)
 
 
 def decide(got: dict, cfg, profile: JudgeProfile, max_chars: int) -> Verdict:

@@ -12,7 +12,7 @@ import numpy as np
 from nhr_ray.config import PAPER_BUCKETS
 from nhr_ray.records import Scene, Source, Verdict, item_rng, item_seed, source_id
 from nhr_ray.roles import T2IRequest
-from nhr_ray.stages.base import Stage, Tally, error_verdict
+from nhr_ray.stages.base import Stage, StageResult, Tally, error_verdict
 
 
 # SPEC.md stage 2 (paper Table 8): edits per bucket in NHR-Edit, in PAPER_BUCKETS' order.
@@ -64,7 +64,7 @@ class SourceStage(Stage):
     name = "sources"
     role = "t2i"
 
-    def process(self, tasks: list[tuple[Scene, int]]) -> tuple[list[Source], Tally, float]:
+    def process(self, tasks: list[tuple[Scene, int]]) -> StageResult:
         cfg = self.config
         by_bucket: dict[tuple[int, int], list[T2IRequest]] = defaultdict(list)
         scenes, tally = {}, Tally(self.name)
@@ -91,4 +91,4 @@ class SourceStage(Stage):
                 cost += ans.gpu_seconds
                 src.gpu_seconds = ans.gpu_seconds
                 out.append(src)
-        return out, tally, cost
+        return self.result(out, tally, cost)

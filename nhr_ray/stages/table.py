@@ -19,6 +19,7 @@ Columns:
                leaves one verdict on the attempt and gets outcome/reason columns in the attempts table
   sizing       "planned" (autosize follows its share of the funnel), "fixed" (configured count) or None
   model        how the funnel names its model when the stage has no model role
+  kind         the interface its role's backends implement (roles.py): text, t2i, vlm or editor
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class StageSpec:
     sizing: str | None = None
     model: str = ""
     variants: dict[str, str] = field(default_factory=dict)  # sources.kind -> "module:Class" in its place
+    kind: str | None = None
 
     def load(self, cfg=None) -> type:
         """The stage class (the variant for the run's sources.kind where it has one)."""
@@ -50,23 +52,26 @@ class StageSpec:
 
 
 STAGES: tuple[StageSpec, ...] = (
-    StageSpec("design", "nhr_ray.stages.design:DesignStage", "designer", "task", None, sizing="fixed"),
+    StageSpec("design", "nhr_ray.stages.design:DesignStage", "designer", "task", None, sizing="fixed", kind="text"),
     StageSpec("sources", "nhr_ray.stages.sources:SourceStage", "t2i", "sources", "source images", None,
-              sizing="planned", variants={"images": "nhr_ray.stages.photos:PhotoSourceStage"}),
-    StageSpec("gate", "nhr_ray.stages.gate:GateStage", "gate", "gate", "plausibility gate", -56.00, sizing="planned"),
-    StageSpec("edit", "nhr_ray.stages.edit:EditStage", "editor", "edit", "edits", 495.90, attempt=True, sizing="planned"),
+              sizing="planned", variants={"images": "nhr_ray.stages.photos:PhotoSourceStage"}, kind="t2i"),
+    StageSpec("gate", "nhr_ray.stages.gate:GateStage", "gate", "gate", "plausibility gate", -56.00, sizing="planned",
+              kind="vlm"),
+    StageSpec("edit", "nhr_ray.stages.edit:EditStage", "editor", "edit", "edits", 495.90, attempt=True, sizing="planned",
+              kind="editor"),
     StageSpec("prefilter", "nhr_ray.stages.prefilter:PrefilterStage", "prefilter", "prefilter", "soft pre-filter", -57.00,
-              attempt=True, sizing="planned"),
+              attempt=True, sizing="planned", kind="vlm"),
     StageSpec("lowlevel", "nhr_ray.stages.lowlevel:LowLevelStage", "cpu", "lowlevel", "low-level check", -3.00,
               placement="cpu", attempt=True, model="connected components"),
     StageSpec("validate", "nhr_ray.stages.validate:ValidateStage", "validator", "validation", "hard validation", -63.21,
-              attempt=True, sizing="fixed"),
+              attempt=True, sizing="fixed", kind="vlm"),
     StageSpec("best_of", None, None, None, "best-of selection", -64.04, "driver", "final", model="argmax"),
-    StageSpec("inversion", "nhr_ray.stages.invert:InvertStage", "inverter", "inversion", "inversion", 99.40, phase="final"),
+    StageSpec("inversion", "nhr_ray.stages.invert:InvertStage", "inverter", "inversion", "inversion", 99.40, phase="final",
+              kind="text"),
     StageSpec("composition", None, None, "composition", "composition", 17.67, "driver", "final",
               model="bootstrap + concatenation"),
     StageSpec("consistency", "nhr_ray.stages.consistency:ConsistencyStage", "validator", "consistency", "backward consistency",
-              -9.89, phase="final"),
+              -9.89, phase="final", kind="vlm"),
 )  # fmt: skip
 
 
@@ -86,6 +91,11 @@ def _unique(xs) -> tuple[str, ...]:
 def model_roles() -> tuple[str, ...]:
     """Every model role, in pipeline order (designer, t2i, gate, editor, prefilter, validator, inverter)."""
     return _unique(s.role for s in STAGES if s.placement == "gpu")
+
+
+def role_kinds() -> dict[str, str]:
+    """Model role -> the kind of backend it takes (text, t2i, vlm, editor), in pipeline order."""
+    return {s.role: s.kind for s in STAGES if s.placement == "gpu"}
 
 
 def streaming_roles() -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from nhr_ray.judges.profiles import JudgeProfile, role_profile
 from nhr_ray.parsing import MAX_ANSWER_CHARS, raw_text, too_long
 from nhr_ray.records import Attempt, Source, Verdict
 from nhr_ray.roles import Answer, VLMRequest
-from nhr_ray.stages.base import Stage, Tally, error_verdict
+from nhr_ray.stages.base import Stage, StageResult, Tally, error_verdict
 
 
 def ask_grouped(backend, groups: list[list[VLMRequest]]) -> list[list[Answer]]:
@@ -54,18 +54,20 @@ class ValidateStage(Stage):
     name = "validate"
     role = "validator"
 
-    def process(self, attempts: list[Attempt], sources: dict[str, Source]) -> tuple[list[Attempt], Tally]:
+    def process(self, attempts: list[Attempt], sources: dict[str, Source]) -> StageResult:
         cfg = self.config.validation
         profile = role_profile(self.config, "validator")
-        tally = Tally(self.name)
+        tally, usage = Tally(self.name), []
         live = [a for a in attempts if a.alive]
         groups = [profile.requests(a.job.attempt_id, a.instruction.text, sources[a.job.source_id].image, a.edited, a.sim_truth)
                   for a in live]  # fmt: skip
         for a, answers in zip(live, ask_grouped(self.backend, groups)):
             a.gpu_seconds[self.name] = sum(x.gpu_seconds for x in answers)
-            for k, x in merge_usage(answers).items():
+            u = merge_usage(answers)
+            usage.append(u)
+            for k, x in u.items():
                 a.usage[k] = a.usage.get(k, 0.0) + x
             v = score_verdict(self.name, answers, profile, cfg.min_adherence, cfg.min_aesthetics, self.config.answers.max_chars)
             a.verdicts.append(v)
             tally.add(v)
-        return attempts, tally
+        return self.attempts_result(attempts, tally, usage)

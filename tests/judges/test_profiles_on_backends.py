@@ -89,7 +89,8 @@ def _validate(backend: str, api: dict, profile: str, options: dict) -> list:
     stage.setup()
     try:
         pairs = [_attempt(k) for k in range(3)]
-        attempts, tally = stage.process([a for a, _ in pairs], {s.source_id: s for _, s in pairs})
+        r = stage.process([a for a, _ in pairs], {s.source_id: s for _, s in pairs})
+        attempts, tally = r.rows, r.tally
     finally:
         stage.teardown()
     assert tally.kept == 3 and tally.balanced()

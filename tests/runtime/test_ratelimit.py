@@ -208,7 +208,8 @@ def test_the_stage_actor_hands_its_backend_the_cluster_wide_limits(ray_private):
         )
         img = np.zeros((8, 8, 3), np.uint8)
         sources = [Source(f"s.n0{i}", "s", "a cup", i, 8, 8, img) for i in range(2)]
-        out, tally, _ = ray.get(actor.process.remote(sources))
+        (r,) = ray.get(actor.run.remote(sources))
+        tally = r.tally
         limiter = ray.get_actor("ratelimit:gemini:gemini-2.5-flash", namespace="nhr_ray")
         stats = ray.get(limiter.stats.remote())
     assert tally.n_in == 2 and len(srv.records) == 2

@@ -83,7 +83,7 @@ def test_cross_node_bytes_of_a_chain():
 
 
 def test_tail_chunks_spread_the_last_jobs_over_the_editors():
-    from nhr_ray.runtime.driver import tail_chunks
+    from nhr_ray.runtime.feeders import tail_chunks
 
     jobs = list(range(10))  # two pairs of M=5, drawn as one batch
     assert tail_chunks(jobs, pending_jobs=5000, editors=12) == [jobs]  # a deep queue: one chain, full batches

@@ -1,16 +1,14 @@
-"""Feeders: where the driver's work comes from, each readable alone.
-
-    Designs   design requests in request order until there are enough scenes (re-asking for what
-              malformed answers lost); their scenes become source tasks in request order, whatever
-              order the answers come in. Real photos (sources.kind=images) skip design.
-    edit jobs come from the scheduler (Miner.top_up_chains) and wait in `held` / `parked` there.
-"""
+"""Designs: design requests in request order until there are enough scenes (re-asking for what
+malformed answers lost); their scenes become source tasks in request order, whatever order the
+answers come in. Real photos (sources.kind=images) skip design. `Designs` is the bookkeeping (plain
+code), `DesignFeeder` submits the requests to the designer pool."""
 
 from __future__ import annotations
 
 import collections
 
 from nhr_ray.runtime.resume import scene_from_json
+from nhr_ray.runtime.work import DesignWork
 from nhr_ray.stages.sources import source_tasks
 
 
@@ -57,3 +55,29 @@ class Designs:
     def asked_all(self) -> bool:
         """Enough scenes, or every request asked."""
         return self.scenes_used >= self.t.num_scenes or self.next_request >= self.max_requests
+
+
+class DesignFeeder:
+    """Asks the designer, in request order, while it has room and more scenes are wanted."""
+
+    def __init__(self, m, designs: Designs):
+        self.m, self.designs = m, designs
+        self.per_actor = m.cfg.role("designer").max_in_flight
+
+    def in_flight(self) -> int:
+        return sum(1 for w in self.m.inflight.values() if isinstance(w, DesignWork))
+
+    def top_up(self) -> None:
+        d, pool = self.designs, self.m.pools["designer"]
+        while pool.capacity(self.per_actor) > 0 and not self.m.chains.exhausted and d.wanted(self.in_flight()):
+            req = d.take()
+            if req is not None:
+                self.submit(req)
+
+    def submit(self, req: int) -> None:
+        i, ref = self.m.pools["designer"].run([req])
+        self.m.inflight[ref] = DesignWork(i, req)
+
+    def done(self) -> bool:
+        """Every design asked for is in."""
+        return self.designs.asked_all() and not self.in_flight()
