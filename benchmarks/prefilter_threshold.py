@@ -40,7 +40,7 @@ def one(seed: int, sets: list[str]) -> dict:
     st = f["stages"]
     tri = m["triplets"]
     return {
-        "validator_judged": st.get("validate", {}).get("in", 0),
+        "validator_judged": st.get("validation", {}).get("in", 0),
         "validator_gpu_hours": round(m["gpu_hours"]["by_role_gpu_hours"].get("validator", 0.0), 4),
         "busy_gpu_hours": round(m["gpu_hours"]["busy_gpu_hours"], 3),
         "consistency": {k: st.get("consistency", {}).get(k) for k in ("in", "kept", "dropped")},

@@ -104,7 +104,7 @@ def test_kto_labels(run_dir, tmp_path):
     for r in rows:
         assert r["desirable"] == (r["adherence"] >= 4.7 and r["aesthetics"] >= 4.7)
     # desirable at the run's thresholds is exactly what the hard validator kept
-    assert s["desirable"] == funnel["stages"]["validate"]["kept"]
+    assert s["desirable"] == funnel["stages"]["validation"]["kept"]
     s2 = export(run_dir, "kto", tmp_path / "k2", threshold=4.0)
     assert s2["desirable"] > s["desirable"]
 

@@ -6,7 +6,7 @@ from nhr_ray.config import InversionConfig
 from nhr_ray.records import Verdict
 from nhr_ray.stages.compose import combine, compose_source, skip_reason
 from nhr_ray.stages.consistency import apply_consistency
-from nhr_ray.stages.invert import check_inverse
+from nhr_ray.stages.inversion import check_inverse
 from nhr_ray.stages.select import select_best
 
 

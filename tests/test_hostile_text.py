@@ -15,10 +15,10 @@ from nhr_ray.parsing import extract_json, parse_scores, parse_yes_no
 from nhr_ray.records import Verdict
 from nhr_ray.roles import Answer
 from nhr_ray.stages.design import parse_scenes
-from nhr_ray.stages.invert import check_inverse
+from nhr_ray.stages.inversion import check_inverse
 from nhr_ray.stages.photos import describe
 from nhr_ray.stages.prefilter import decide
-from nhr_ray.stages.validate import score_verdict
+from nhr_ray.stages.validation import score_verdict
 
 NHR = get_profile("nhr")
 
@@ -81,7 +81,7 @@ def test_every_parser_returns_a_named_reason(text):
     caption, insts, why, _ = describe(text, [text, text[:500]], [text], TASK)  # a photo's caption file
     assert (why is None and _clean_line(caption, TASK.max_prompt_chars) and insts) or REASON.match(why)
     assert all(_clean_line(i.text, TASK.max_instruction_chars) for i in insts)
-    for v in (score_verdict("validate", [Answer(text=text)], NHR, 4.7, 4.7),
+    for v in (score_verdict("validation", [Answer(text=text)], NHR, 4.7, 4.7),
               decide({"edit_scores": [Answer(text=text)], "unwanted_change": Answer(text=text), "aesthetics": Answer(text=text)},
                      CFG.prefilter, NHR, 20_000)):  # fmt: skip
         assert isinstance(v, Verdict) and REASON.match(v.reason) and len(v.raw) <= 7 * 20_000
@@ -100,7 +100,7 @@ def test_length_caps_are_configured_and_counted():
     long_yes = "yes" + " really" * 5_000
     assert parse_yes_no(long_yes).reason == "answer_too_long" and parse_yes_no(long_yes, 100_000).value is True
     cfg = small_config(**{"answers.max_chars": 1_000})
-    v = score_verdict("validate", [Answer(text='{"adherence": 5, "aesthetics": 5}' + " " * 2_000)], NHR, 4.7, 4.7,
+    v = score_verdict("validation", [Answer(text='{"adherence": 5, "aesthetics": 5}' + " " * 2_000)], NHR, 4.7, 4.7,
                       cfg.answers.max_chars)
     assert v.reason == "scores_answer_too_long" and len(v.raw) < 1_100 and v.raw.endswith("chars]")
     assert check_inverse("Add a cat. " * 10_000, [], 300)[1] == "answer_too_long"

@@ -35,8 +35,8 @@ def test_outputs_and_accounting(small_run):
     assert st["gate"]["in"] == st["sources"]["kept"]
     assert st["prefilter"]["in"] == st["edit"]["kept"]
     assert st["lowlevel"]["in"] == st["prefilter"]["kept"]
-    assert st["validate"]["in"] == st["lowlevel"]["kept"]
-    assert st["best_of"]["in"] == st["validate"]["kept"]
+    assert st["validation"]["in"] == st["lowlevel"]["kept"]
+    assert st["best_of"]["in"] == st["validation"]["kept"]
     # the budget covered the queue: every job of every surviving source was run exactly once
     attempts = pq.read_table(sorted((out / "data").glob("attempts-*.parquet")), columns=["attempt_id", "kept"])
     ids = attempts.column("attempt_id").to_pylist()
@@ -101,7 +101,7 @@ def test_bad_model_output_is_counted_never_fatal(ray_local, tmp_path):
     assert {"no_change", "size_mismatch"} & set(st["lowlevel"]["dropped"])
     att = pq.read_table(sorted((tmp_path / "bad" / "data").glob("attempts-*.parquet"))).to_pylist()
     bad = [a for a in att if (a["final_reason"] or "").startswith("scores_")]
-    assert bad and all(a["prefilter_raw"] or a["validate_raw"] for a in bad)  # the judge's own words kept
+    assert bad and all(a["prefilter_raw"] or a["validation_raw"] for a in bad)  # the judge's own words kept
 
 
 def test_budget_stops_issuing(ray_local, tmp_path):

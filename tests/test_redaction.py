@@ -62,8 +62,8 @@ def test_key_echoed_in_401_reaches_no_output(echo_server, tmp_path, monkeypatch,
     auth = {r.headers.get("authorization") for r in echo_server.records}
     assert auth == {f"Bearer {KEY}"} and len(echo_server.records) >= 4  # the key was sent, and echoed back
     att = pq.read_table(glob.glob(str(out / "data" / "attempts-*.parquet"))).to_pylist()
-    failed = [a for a in att if (a["validate_reason"] or "").startswith("error:AuthenticationError")]
-    assert failed and all(MASK in a["validate_raw"] and "Incorrect API key provided" in a["validate_raw"] for a in failed)
+    failed = [a for a in att if (a["validation_reason"] or "").startswith("error:AuthenticationError")]
+    assert failed and all(MASK in a["validation_raw"] and "Incorrect API key provided" in a["validation_raw"] for a in failed)
     kto = pq.read_table(glob.glob(str(tmp_path / "kto" / "data" / "*.parquet"))).to_pylist()
     assert kto  # the answered half was judged and exported
     assert not [r for r in caplog.records if KEY in r.getMessage() or KEY in (r.exc_text or "")]
@@ -85,7 +85,7 @@ def test_configured_variables_join_the_well_known_ones(monkeypatch):
 
 def test_error_verdict_redacts_its_error_and_raw(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    v = error_verdict("validate", f"AuthenticationError: Incorrect API key provided: {KEY}")
+    v = error_verdict("validation", f"AuthenticationError: Incorrect API key provided: {KEY}")
     assert KEY not in v.raw and KEY not in v.reason and v.failed and v.reason == "error:AuthenticationError"
 
 

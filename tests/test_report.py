@@ -38,8 +38,8 @@ def report(ray_local, tmp_path_factory):
     run(small_config(), out)
     # model text is untrusted: plant markup in an instruction and in a judge's raw answer
     _poison(sorted((out / "data").glob("triplets-*.parquet"))[0], "edit_instruction", EVIL_INSTRUCTION, lambda r: True)
-    _poison(sorted((out / "data").glob("attempts-*.parquet"))[0], "validate_raw", EVIL_RAW,
-            lambda r: r["final_stage"] == "validate" and not r["kept"])  # fmt: skip
+    _poison(sorted((out / "data").glob("attempts-*.parquet"))[0], "validation_raw", EVIL_RAW,
+            lambda r: r["final_stage"] == "validation" and not r["kept"])  # fmt: skip
     html = out / "report.html"
     assert main(["report", str(out), "--out", str(html)]) == 0
     return out, html
@@ -52,7 +52,7 @@ def test_content_and_escaping(report):
     assert "&lt;script&gt;document.title=&quot;pwned&quot;&lt;/script&gt;Remove the &lt;b&gt;cat&lt;/b&gt; &amp;" in text
     assert "&lt;img src=x onerror=" in text
     for needle in ("plausibility gate", "backward consistency", "Cost by role", "editor", "Success rate by category",
-                   "<svg", "Kept triplets", "Rejects by reason", "validate: low_adherence",
+                   "<svg", "Kept triplets", "Rejects by reason", "validation: low_adherence",
                    "Aspect buckets", "drawn: paper", "target %", "reserved GPU-hours (the bill)"):  # fmt: skip
         assert needle in text, needle
     # self-contained: no reference to anything outside the file

@@ -26,7 +26,7 @@ PINNED = {
         ("attempt_id", S), ("pair_id", S), ("source_id", S), ("instruction_index", I32), ("attempt_index", I32),
         ("edit_seed", I64), ("edit_instruction", S), ("category", S), ("img_width", I32), ("img_height", I32),
         ("final_stage", S), ("final_outcome", S), ("final_reason", S), ("kept", B),
-        *[(f"{st}_{x}", S) for st in ("edit", "prefilter", "lowlevel", "validate") for x in ("outcome", "reason", "raw")],
+        *[(f"{st}_{x}", S) for st in ("edit", "prefilter", "lowlevel", "validation") for x in ("outcome", "reason", "raw")],
         ("prefilter_adherence", F64), ("prefilter_aesthetics", F64), ("adherence", F64), ("aesthetics", F64),
         ("score", F64), ("changed_pixels", I64), ("largest_component_share", F64), ("gpu_seconds", F64),
         ("edit_meta", S), ("edited_image", IMAGE), ("sim_outcome", S), ("sim_truth", S), ("api_usage", S),
@@ -56,7 +56,7 @@ def _source() -> Source:
 def _attempt() -> Attempt:
     job = Job("s.n00.i0.m1", "s.n00.i0", "s.n00", 0, 1, 99)
     verdicts = [Verdict("edit", True, "ok"), Verdict("prefilter", True, "ok", "{}", 4.5, 4.6),
-                Verdict("lowlevel", True, "ok"), Verdict("validate", True, "ok", "{...}", 4.8, 4.9)]  # fmt: skip
+                Verdict("lowlevel", True, "ok"), Verdict("validation", True, "ok", "{...}", 4.8, 4.9)]  # fmt: skip
     return Attempt(job, Instruction(0, "remove the cup", "removal"), 24, 16, np.ones((16, 24, 3), np.uint8), verdicts,
                    {"editor": 2.0, "prefilter": 1.0}, {"steps": 20}, {"changed_pixels": 12, "largest_share": 0.5},
                    {"usd": 0.01}, {"outcome": "clean"})  # fmt: skip
@@ -69,7 +69,7 @@ def test_rows_have_exactly_the_schema_columns_and_write():
     pa.Table.from_pylist([src], schema=SOURCES_SCHEMA)
     pa.Table.from_pylist([att], schema=ATTEMPTS_SCHEMA)
     assert src["gate_outcome"] == "kept" and src["instructions"] == ["remove the cup", "make it red"]
-    assert att["kept"] is True and att["validate_raw"] == "{...}" and att["prefilter_adherence"] == 4.5
+    assert att["kept"] is True and att["validation_raw"] == "{...}" and att["prefilter_adherence"] == 4.5
     assert att["score"] == pytest.approx((4.8 * 4.9) ** 0.5) and att["gpu_seconds"] == 3.0
     assert att["edited_image"]["path"] == "s.n00.i0.m1.png" and att["changed_pixels"] == 12
 
@@ -81,3 +81,29 @@ def test_a_triplet_row_is_its_columns_without_working_keys_and_refuses_unknown_o
         TripletRow.of({**t, "mask": None})
     with pytest.raises(KeyError, match="are not columns"):
         AttemptRow(**{**AttemptRow.of(_attempt(), "png", "none").__dict__, "verdicts": {"gate_outcome": "x"}}).to_row()
+
+
+def test_an_attempts_shard_of_an_older_release_reads_under_todays_stage_names(tmp_path):
+    """Before the stage table named every stage once, the validation stage's columns were validate_*
+    and its final_stage value `validate`: both readers of attempts shards (resume's iter_rows and the
+    products' Run.batches) read such a file as if written today."""
+    import pyarrow.parquet as pq
+
+    from nhr_ray.io.shards import iter_rows
+    from nhr_ray.io.store import Store
+    from nhr_ray.products.export import Run
+
+    row = AttemptRow.of(_attempt(), "png", "validated").to_row()
+    old = {k.replace("validation_", "validate_"): v for k, v in row.items()} | {"final_stage": "validate"}
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.Table.from_pylist([old]), tmp_path / "data" / "attempts-00000.parquet")
+    cols = ["attempt_id", "final_stage", "validation_outcome", "validation_raw"]
+    want = {"attempt_id": "s.n00.i0.m1", "final_stage": "validation", "validation_outcome": "kept", "validation_raw": "{...}"}
+    assert list(iter_rows(Store(str(tmp_path)), "attempts", cols)) == [want]
+    assert [r for b in Run(tmp_path).batches("attempts", cols) for r in b.to_pylist()] == [want]
+    whole = next(iter_rows(Store(str(tmp_path)), "attempts"))
+    assert whole["validation_reason"] == "ok" and "validate_reason" not in whole
+    new = tmp_path / "new"
+    (new / "data").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([row], schema=ATTEMPTS_SCHEMA), new / "data" / "attempts-00000.parquet")
+    assert list(iter_rows(Store(str(new)), "attempts", cols)) == [want]  # today's files as they are

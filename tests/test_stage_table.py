@@ -18,7 +18,7 @@ def test_the_lists_the_runtime_uses_come_from_the_table():
     assert table.model_roles() == ("designer", "t2i", "gate", "editor", "prefilter", "validator", "inverter")
     assert cluster.STREAMING_ROLES == ("designer", "t2i", "gate", "editor", "prefilter", "validator")
     assert (autosize.PLANNED, autosize.FIXED) == (("t2i", "gate", "editor", "prefilter"), ("designer", "validator"))
-    assert [s.name for s in table.attempt_stages()] == ["edit", "prefilter", "lowlevel", "validate"]
+    assert [s.name for s in table.attempt_stages()] == ["edit", "prefilter", "lowlevel", "validation"]
     assert [s.funnel_row for s in table.funnel_rows()] == [
         "source images", "plausibility gate", "edits", "soft pre-filter", "low-level check", "hard validation",
         "best-of selection", "inversion", "composition", "backward consistency"]  # fmt: skip
@@ -67,7 +67,7 @@ def test_a_stage_added_to_the_table_alone_runs_and_shows_in_the_funnel(ray_local
     spec = table.StageSpec("passthrough", f"{__name__}:PassThroughStage", "passthrough", None, "pass-through (test)",
                            placement="cpu", attempt=True, model="counts rows")  # fmt: skip
     stages = list(table.STAGES)
-    stages.insert([s.name for s in stages].index("validate"), spec)  # between the low-level check and the validator
+    stages.insert([s.name for s in stages].index("validation"), spec)  # between the low-level check and the validator
     monkeypatch.setattr(table, "STAGES", tuple(stages))
 
     cfg = small_config(**{"task.num_scenes": 6, "sources.seeds_per_prompt": 1})
@@ -77,7 +77,7 @@ def test_a_stage_added_to_the_table_alone_runs_and_shows_in_the_funnel(ray_local
     lowlevel, passed = funnel["stages"]["lowlevel"], funnel["stages"]["passthrough"]
     assert lowlevel["kept"] > 0
     assert passed == {"in": lowlevel["kept"], "kept": lowlevel["kept"], "dropped": {}, "failed": {}}
-    assert funnel["stages"]["validate"]["in"] == passed["kept"]  # the validator got what it passed on
+    assert funnel["stages"]["validation"]["in"] == passed["kept"]  # the validator got what it passed on
     assert rows["pass-through (test)"]["count"] == passed["kept"]
     assert rows["pass-through (test)"]["model"] == "counts rows"
     assert [r["stage"] for r in funnel["table"]].index("pass-through (test)") == 5  # in table order
@@ -115,7 +115,7 @@ def test_every_stage_of_the_table_answers_a_stage_result():
         rows = out[s.name].rows
     from nhr_ray.io.images import encode
 
-    kept = [a for a in out["validate"].rows if a.edited is not None]
+    kept = [a for a in out["validation"].rows if a.edited is not None]
     fwd = [{"sample_id": a.job.attempt_id, "prompt": srcs[a.job.source_id].prompt, "edit_instruction": a.instruction.text}
            for a in kept]  # fmt: skip
     out["inversion"] = stage("inversion").process(fwd)
@@ -131,6 +131,6 @@ def test_every_stage_of_the_table_answers_a_stage_result():
         assert all(isinstance(v, float) for v in r.gpu_seconds.values()), name
     assert out["design"].rows and out["sources"].gpu_seconds.keys() == {"t2i"} and out["gate"].gpu_seconds.keys() == {"gate"}
     assert all(isinstance(a.edited, np.ndarray) for a in out["edit"].rows if a.alive)
-    assert out["validate"].tally.n_in == sum(1 for a in out["lowlevel"].rows if a.alive)
+    assert out["validation"].tally.n_in == sum(1 for a in out["lowlevel"].rows if a.alive)
     assert kept, "no candidate reached inversion: the batch is too small to test the final stages"
     assert set(out) == {s.name for s in table.STAGES if s.stage is not None}  # every stage with a class ran here

@@ -30,7 +30,7 @@ def test_tiny_real_preset_runs_every_real_model_and_counts_its_rejections(tiny_m
     pre = stages["prefilter"]
     assert pre["in"] == stages["edit"]["kept"] and pre["failed"] == {}
     assert pre["kept"] + sum(pre["dropped"].values()) == pre["in"] and pre["kept"] > 0
-    low, val = stages["lowlevel"], stages["validate"]
+    low, val = stages["lowlevel"], stages["validation"]
     assert val["in"] == low["kept"] > 0 and val["failed"] == {}  # the real validator saw candidates
     assert val["kept"] + sum(val["dropped"].values()) == val["in"] and sum(val["dropped"].values()) > 0
     assert "reserved GPU-hours" in proc.stdout

@@ -149,7 +149,7 @@ class AttemptRow(Record):
             v = next((v for v in a.verdicts if v.stage == st), None)
             verdicts.update({f"{st}_{p}": getattr(v, p) if v else None for p in VERDICT_PARTS})
         pre_adh, pre_aes = a.scores("prefilter")
-        adh, aes = a.scores("validate")
+        adh, aes = a.scores("validation")
         want = keep_image == "all" or (keep_image == "validated" and adh is not None)
         return cls(
             attempt_id=j.attempt_id, pair_id=j.pair_id, source_id=j.source_id, instruction_index=j.instruction_index,
@@ -157,7 +157,7 @@ class AttemptRow(Record):
             category=a.instruction.category, img_width=a.width, img_height=a.height,
             final_stage=last.stage if last else None, final_outcome=last.outcome if last else None,
             final_reason=last.reason if last else None,
-            kept=a.alive and last is not None and last.stage == "validate",
+            kept=a.alive and last is not None and last.stage == "validation",
             verdicts=verdicts, prefilter_adherence=pre_adh, prefilter_aesthetics=pre_aes, adherence=adh, aesthetics=aes,
             score=geometric_score(adh, aes) if adh is not None and aes is not None else None,
             changed_pixels=a.lowlevel.get("changed_pixels"), largest_component_share=a.lowlevel.get("largest_share"),

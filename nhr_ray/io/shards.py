@@ -9,6 +9,7 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
+from nhr_ray.io import legacy
 from nhr_ray.io.rows import ATTEMPTS_SCHEMA, IMAGE, SOURCES_SCHEMA, TRIPLETS_SCHEMA  # noqa: F401  (derived from the row records)
 from nhr_ray.io.store import Store
 
@@ -45,5 +46,6 @@ class ShardWriter:
 def iter_rows(store: Store, prefix: str, columns: list[str] | None = None, batch_rows: int = 256,
               directory: str = "data") -> Iterator[dict]:
     for p in store.glob(directory, f"{prefix}-"):
-        for batch in store.parquet(p).iter_batches(batch_size=batch_rows, columns=columns):
-            yield from batch.to_pylist()
+        f = store.parquet(p)
+        for batch in f.iter_batches(batch_size=batch_rows, columns=legacy.file_columns(f.schema_arrow.names, columns)):
+            yield from legacy.upgrade(batch).to_pylist()  # a run written by an older release reads as today's

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from nhr_ray.io import legacy
 from nhr_ray.io.images import ImageRejected, decode, image_struct
 from nhr_ray.io.shards import IMAGE, TRIPLETS_SCHEMA
 from nhr_ray.products.hf import SubsetWriter, card_header, subset_name
@@ -41,7 +42,7 @@ FORMATS = ("nhr-edit", "dpo", "kto", "curriculum")
 NHR_EDIT_CORE = ["sample_id", "source_image", "edit_instruction", "edited_image", "category", "style", "img_width",
                  "img_height", "kind"]  # fmt: skip
 ATTEMPT_COLS = ["attempt_id", "pair_id", "source_id", "attempt_index", "edit_instruction", "category", "adherence",
-                "aesthetics", "score", "kept", "final_reason", "validate_raw", "edited_image"]  # fmt: skip
+                "aesthetics", "score", "kept", "final_reason", "validation_raw", "edited_image"]  # fmt: skip
 
 
 def shard_paths(directory: Path, prefix: str) -> list[Path]:
@@ -73,7 +74,9 @@ class Run:
 
     def batches(self, prefix: str, columns: list[str] | None = None, batch_rows: int = 64) -> Iterator[pa.RecordBatch]:
         for p in shard_paths(self.data, prefix):
-            yield from pq.ParquetFile(p).iter_batches(batch_size=batch_rows, columns=columns)
+            f = pq.ParquetFile(p)
+            cols = legacy.file_columns(f.schema_arrow.names, columns)
+            yield from (legacy.upgrade(b) for b in f.iter_batches(batch_size=batch_rows, columns=cols))
 
 
 def mask_png(source: dict | None, edited: dict | None, threshold: int, max_pixels: int) -> dict | None:
@@ -177,7 +180,7 @@ KTO_SCHEMA = pa.schema([
     ("attempt_id", pa.string()), ("pair_id", pa.string()), ("source_id", pa.string()), ("edit_instruction", pa.string()),
     ("category", pa.string()), ("source_image", IMAGE), ("edited_image", IMAGE), ("desirable", pa.bool_()),
     ("adherence", pa.float64()), ("aesthetics", pa.float64()), ("score", pa.float64()), ("kept", pa.bool_()),
-    ("final_reason", pa.string()), ("validate_raw", pa.string()),
+    ("final_reason", pa.string()), ("validation_raw", pa.string()),
 ])  # fmt: skip
 
 

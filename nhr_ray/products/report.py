@@ -70,7 +70,7 @@ def _scan(run: Run, per_reason: int) -> dict[str, Any]:
     rejects: dict[str, list[dict]] = defaultdict(list)
     reasons: Counter = Counter()
     cols = ["attempt_id", "source_id", "edit_instruction", "category", "kept", "final_stage", "final_reason", "adherence",
-            "aesthetics", "prefilter_raw", "validate_raw", "edited_image"]  # fmt: skip
+            "aesthetics", "prefilter_raw", "validation_raw", "edited_image"]  # fmt: skip
     for b in run.batches("attempts", cols, 256):
         for r in b.to_pylist():
             c = cats[r["category"]]
@@ -83,7 +83,7 @@ def _scan(run: Run, per_reason: int) -> dict[str, Any]:
                 key = f"{r['final_stage']}: {r['final_reason']}"
                 reasons[key] += 1
                 if len(rejects[key]) < per_reason:
-                    r["raw"] = r["validate_raw"] if r["final_stage"] == "validate" else r["prefilter_raw"]
+                    r["raw"] = r["validation_raw"] if r["final_stage"] == "validation" else r["prefilter_raw"]
                     r["edited_uri"] = thumb(r.pop("edited_image"))
                     rejects[key].append(r)
     return {"cats": cats, "adh": adh, "aes": aes, "rejects": rejects, "reasons": reasons}

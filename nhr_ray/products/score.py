@@ -23,7 +23,7 @@ from nhr_ray.judges.profiles import role_profile
 from nhr_ray.products.tables import InputError
 from nhr_ray.records import geometric_score
 from nhr_ray.roles import BackendContext, build_backend
-from nhr_ray.stages.validate import ask_grouped
+from nhr_ray.stages.validation import ask_grouped
 
 
 def dataset_files(dataset: str) -> list[Path]:

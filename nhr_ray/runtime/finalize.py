@@ -28,9 +28,10 @@ from nhr_ray.runtime import finalize_state
 from nhr_ray.runtime.pool import Pool
 from nhr_ray.runtime.finalize_state import Answers
 from nhr_ray.stages.compose import compose_source
-from nhr_ray.stages.consistency import ConsistencyStage, apply_consistency
+from nhr_ray.stages import table
+from nhr_ray.stages.base import StageResult
+from nhr_ray.stages.consistency import apply_consistency
 from nhr_ray.stages.design import classify_instruction
-from nhr_ray.stages.invert import InvertStage
 from nhr_ray.stages.select import select_best
 
 WINNERS_PER_BUCKET = 4000
@@ -123,13 +124,14 @@ class _Pools:
     def __init__(self, cfg, run_name: str):
         self.cfg, self.run_name, self.made = cfg, run_name, {}
 
-    def get(self, which: str) -> Pool:
-        if which not in self.made:
-            role, stage, name = {"inverter": ("inverter", InvertStage, self.run_name),
-                                 "consistency": ("validator", ConsistencyStage, f"{self.run_name}-consistency")}[which]
-            rc = self.cfg.role(role)
-            self.made[which] = Pool(role, stage, self.cfg, rc.actors, rc.num_gpus, rc.num_cpus, name)
-        return self.made[which]
+    def get(self, stage: str) -> Pool:
+        """The pool of a final stage of the table (its role's actors, GPUs and CPUs)."""
+        if stage not in self.made:
+            spec = table.spec(stage)
+            rc = self.cfg.role(spec.role)
+            self.made[stage] = Pool(spec.role, spec.load(self.cfg), self.cfg, rc.actors, rc.num_gpus, rc.num_cpus,
+                                    f"{self.run_name}-{stage}")  # fmt: skip
+        return self.made[stage]
 
     def shutdown(self) -> None:
         for p in self.made.values():
@@ -143,7 +145,7 @@ def _invert(cfg, pools: _Pools, answers: Answers, recorded: dict, forwards: list
     if new:
         by_id = {f["sample_id"]: f for f in new}
         slim = [{k: f[k] for k in ("sample_id", "prompt", "edit_instruction")} for f in new]
-        for r in _map(pools.get("inverter"), slim, cfg.inversion.batch_size):
+        for r in _map(pools.get("inversion"), slim, cfg.inversion.batch_size):
             for f, text, v, u in r.rows:
                 got[f["sample_id"]] = (by_id[f["sample_id"]], text, v, u)
         answers.record("inversion", list(got.values()))

@@ -37,7 +37,7 @@ class Progress:
             x = funnel.tallies.get(st)
             if x:
                 t.add_row(st, str(x.n_in), str(x.kept), str(sum(x.dropped.values())), str(sum(x.failed.values())))
-        kept = funnel.tallies["validate"].kept if "validate" in funnel.tallies else 0
+        kept = funnel.tallies["validation"].kept if "validation" in funnel.tallies else 0
         t.caption = f"edits kept so far (validated; triplets are made from them at the end): {kept}"
         if stats:
             spent, budget = stats.get("spent_gpu_hours", 0.0), stats.get("budget_gpu_hours")
@@ -59,7 +59,7 @@ class Progress:
         elif now - self.last > 10:
             self.last = now
             parts = [f"{st} {funnel.tallies[st].kept}/{funnel.tallies[st].n_in}" for st in _stages() if st in funnel.tallies]
-            kept = funnel.tallies["validate"].kept if "validate" in funnel.tallies else 0
+            kept = funnel.tallies["validation"].kept if "validation" in funnel.tallies else 0
             print(f"[nhr-ray {now - self.t0:.0f}s] " + "  ".join(parts)
                   + f"  edits kept {kept}  GPU-h {stats.get('spent_gpu_hours', 0.0):.2f}", flush=True)
 

@@ -141,7 +141,7 @@ def scene_from_json(d: dict) -> Scene:
     return Scene(d["scene_id"], d["prompt"], [Instruction(j, t, c) for j, (t, c) in enumerate(d["instructions"])], d["style"])
 
 
-RESULT_COLUMNS = ("category", "prefilter_outcome", "validate_outcome", "final_reason", "prefilter_adherence",
+RESULT_COLUMNS = ("category", "prefilter_outcome", "validation_outcome", "final_reason", "prefilter_adherence",
                   "prefilter_aesthetics", "score")
 
 
@@ -152,7 +152,7 @@ def policy_result(row: dict) -> dict[str, Any]:
     return {
         "category": row["category"],
         "prefilter_pass": row["prefilter_outcome"] == "kept",
-        "validator_pass": row["validate_outcome"] == "kept",
+        "validator_pass": row["validation_outcome"] == "kept",
         "reason": row["final_reason"],
         # the pre-filter's sqrt(adherence x aesthetics): every judged attempt has one, so policies
         # can see a run of low scores; the hard validator's is validator_score

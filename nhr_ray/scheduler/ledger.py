@@ -15,6 +15,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from nhr_ray.io.legacy import RENAMED_STAGES
+
 
 class Ledger:
     def __init__(self, clock: Callable[[], float] = time.monotonic):
@@ -61,7 +63,9 @@ class Ledger:
 
     def load_state(self, s: dict[str, Any]) -> None:
         self.by_role = defaultdict(float, s["by_role"])
-        self.by_stage = defaultdict(float, s["by_stage"])
+        self.by_stage = defaultdict(float)
+        for stage, seconds in s["by_stage"].items():  # an older release's checkpoint: "validate" is "validation"
+            self.by_stage[RENAMED_STAGES.get(stage, stage)] += seconds
         self.reserved_by_role = defaultdict(float, s["reserved_by_role"])
         self.held = dict(s["held"])
         self._last = None  # wall time while the run was down is not counted

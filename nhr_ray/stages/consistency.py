@@ -8,7 +8,7 @@ from nhr_ray.io.images import decode
 from nhr_ray.judges.profiles import role_profile
 from nhr_ray.records import Verdict
 from nhr_ray.stages.base import Stage, StageResult, Tally
-from nhr_ray.stages.validate import ask_grouped, merge_usage, score_verdict
+from nhr_ray.stages.validation import ask_grouped, merge_usage, score_verdict
 
 
 class ConsistencyStage(Stage):

@@ -13,7 +13,7 @@ from nhr_ray.prompts import render
 from nhr_ray.records import Attempt, Source, Verdict
 from nhr_ray.roles import VLMRequest
 from nhr_ray.stages.base import Stage, StageResult, Tally, error_verdict
-from nhr_ray.stages.validate import ask_grouped, score_verdict
+from nhr_ray.stages.validation import ask_grouped, score_verdict
 
 
 class PrefilterStage(Stage):

@@ -9,7 +9,7 @@ from nhr_ray.config import validate_config
 from nhr_ray.judges import get_profile, profile_names
 from nhr_ray.records import Attempt, Instruction, Job, Source
 from nhr_ray.roles import BackendContext, build_backend
-from nhr_ray.stages.validate import ValidateStage
+from nhr_ray.stages.validation import ValidationStage
 from nhr_ray.runtime.ratelimit import reset_local
 from nhr_ray.testing.fake_api import FakeAPIServer
 
@@ -85,7 +85,7 @@ def _attempt(k: int) -> tuple[Attempt, Source]:
 def _validate(backend: str, api: dict, profile: str, options: dict) -> list:
     cfg = validate_config({"api": api, "judging": {"validation": {"profile": profile}},
                            "roles": {"validator": {"backend": backend, "options": options}}})  # fmt: skip
-    stage = ValidateStage(cfg)
+    stage = ValidationStage(cfg)
     stage.setup()
     try:
         pairs = [_attempt(k) for k in range(3)]

@@ -104,7 +104,7 @@ def test_killed_api_run_resumes_with_its_spend(tmp_path):
         def refused() -> int:  # attempts whose validator call the budget stopped, on disk so far
             n = 0
             for f in sorted((out / "data").glob("attempts-*.parquet")) if (out / "data").exists() else []:
-                reasons = pq.read_table(f, columns=["validate_reason"]).column("validate_reason").to_pylist()
+                reasons = pq.read_table(f, columns=["validation_reason"]).column("validation_reason").to_pylist()
                 n += reasons.count("error:cost_budget_exhausted")
             return n
 

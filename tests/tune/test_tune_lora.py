@@ -114,15 +114,15 @@ def test_a_mining_run_judges_with_the_tuned_validator(tuned, ray_local, tmp_path
                           "judging.validation.prompt_dir": str(tuned["prompts"])})  # fmt: skip
     run(cfg, tmp_path / "run")
     funnel = json.loads((tmp_path / "run" / "funnel.json").read_text())
-    val = funnel["stages"]["validate"]
-    assert val["in"] > 0 and val["kept"] > 0 and funnel["balanced"]["validate"]
+    val = funnel["stages"]["validation"]
+    assert val["in"] > 0 and val["kept"] > 0 and funnel["balanced"]["validation"]
     rows = [r for f in glob.glob(str(tmp_path / "run" / "data" / "attempts-*.parquet"))
-            for r in pq.read_table(f, columns=["validate_outcome", "validate_raw", "adherence", "aesthetics"]).to_pylist()
-            if r["validate_outcome"] is not None]  # fmt: skip
-    kept = [r for r in rows if r["validate_outcome"] == "kept"]
+            for r in pq.read_table(f, columns=["validation_outcome", "validation_raw", "adherence", "aesthetics"]).to_pylist()
+            if r["validation_outcome"] is not None]  # fmt: skip
+    kept = [r for r in rows if r["validation_outcome"] == "kept"]
     # only the tuned judge says exactly this; the base model's answers never parse (test above)
     assert kept and all((r["adherence"], r["aesthetics"]) == (4.9, 4.8) for r in kept)
-    assert sum(r["validate_raw"].startswith('{"adherence": 4.9') for r in rows) >= 0.5 * len(rows)
+    assert sum(r["validation_raw"].startswith('{"adherence": 4.9') for r in rows) >= 0.5 * len(rows)
 
 
 # ----- bad input: refused with the reason, before any model loads -------------------------------------

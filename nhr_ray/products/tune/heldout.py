@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from nhr_ray.judges.profiles import JudgeProfile
 from nhr_ray.products.calibrate import calibrate, write_report
 from nhr_ray.products.tune.data import Example
-from nhr_ray.stages.validate import ask_grouped
+from nhr_ray.stages.validation import ask_grouped
 
 PREDICTIONS = "heldout_predictions.parquet"
 

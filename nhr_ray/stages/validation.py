@@ -50,8 +50,8 @@ def score_verdict(stage: str, answers: list[Answer], profile: JudgeProfile, min_
     return Verdict(stage, True, "ok", raw, adh, aes)
 
 
-class ValidateStage(Stage):
-    name = "validate"
+class ValidationStage(Stage):
+    name = "validation"
     role = "validator"
 
     def process(self, attempts: list[Attempt], sources: dict[str, Source]) -> StageResult:

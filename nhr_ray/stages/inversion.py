@@ -64,7 +64,7 @@ def check_inverse(text: str | None, forbidden: list[str], max_chars: int,
     return s, "ok"
 
 
-class InvertStage(Stage):
+class InversionStage(Stage):
     name = "inversion"
     role = "inverter"
 
