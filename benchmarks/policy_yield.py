@@ -5,13 +5,13 @@ budget, with `scheduler.unit=job` (policies that stop pairs need it) plus the de
 `uniform` with `unit=pair` as the reference. Read back from each run's output:
   triplets_per_gpu_hour   kept forward triplets (best-of per pair) / busy GPU-hours spent
   final_per_gpu_hour      all final triplets (forward + inverse + composed) / busy GPU-hours
-  precision               share of kept forward triplets whose attempt the simulation's ground
-                          truth calls clean (attempts-*.parquet `sim_outcome`)
+  precision               share of kept forward triplets that are truly clean: the simulation's
+                          oracle (backends/sim/oracle.py) reads the final images and instruction
   category_tv             total variation between the kept forward triplets' category mix and the
                           `uniform` policy's kept mix in the same run (the issue's definition)
   category_tv_vs_queue    the same against the mix of all (image, instruction) pairs in the queue
-  hard_share              share of kept forward triplets from hard pairs: true per-attempt clean
-                          probability q < 0.25 (sim_truth), i.e. more than 4 attempts expected
+  hard_share              share of kept forward triplets from hard pairs: the world's per-attempt clean
+                          probability q < 0.25 (oracle.pair_q), i.e. more than 4 attempts expected
 plus the scheduler's wasted / cancelled jobs and stopped pairs.
 
     python benchmarks/policy_yield.py [--scenes 30] [--budget 2.0] [--seeds 0 1]
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from nhr_ray.backends.sim import oracle
 from nhr_ray.config import CATEGORIES, load_config
 from nhr_ray.runtime.cluster import start_local
 from nhr_ray.runtime.pipeline import run
@@ -53,17 +54,17 @@ def table(out: Path, kind: str, columns: list[str]) -> list[dict]:
     return rows
 
 
-def measure(out: Path, manifest: dict) -> dict:
-    att = {r["attempt_id"]: r for r in table(out, "attempts", ["attempt_id", "sim_outcome", "sim_truth"])}
-    trip = table(out, "triplets", ["kind", "attempt_id", "category"])
+def measure(out: Path, manifest: dict, cfg) -> dict:
+    trip = table(out, "triplets", ["kind", "attempt_id", "category", "source_image", "edited_image", "edit_instruction"])
     fwd = [t for t in trip if t["kind"] == "forward"]
     src = table(out, "sources", ["categories", "gate_keep"])
     queue_mix = collections.Counter(c for s in src if s["gate_keep"] for c in s["categories"])
     kept_mix = collections.Counter(t["category"] for t in fwd)
     tv = 0.5 * sum(abs(kept_mix[c] / max(len(fwd), 1) - queue_mix[c] / max(sum(queue_mix.values()), 1))
                    for c in CATEGORIES)  # fmt: skip
-    clean = [att[t["attempt_id"]]["sim_outcome"] == "clean" for t in fwd]
-    q = [json.loads(att[t["attempt_id"]]["sim_truth"] or "{}").get("q", 1.0) for t in fwd]
+    clean = [oracle.true_outcome(t["source_image"]["bytes"], t["edited_image"]["bytes"], t["edit_instruction"]) == "clean"
+             for t in fwd]  # fmt: skip
+    q = [oracle.pair_q(cfg.seed, cfg.sim, t["attempt_id"].rpartition(".m")[0], t["category"]) for t in fwd]
     sched = manifest["scheduler"]
     hours = sched["ledger"]["busy_gpu_hours"]
     return {
@@ -106,7 +107,7 @@ def main() -> None:
                 ])  # fmt: skip
                 out = Path(d) / f"{name}-{seed}"
                 run(cfg, out)
-                r = measure(out, json.loads((out / "manifest.json").read_text()))
+                r = measure(out, json.loads((out / "manifest.json").read_text()), cfg)
                 per[name].append(r)
                 print(json.dumps({name: r, "seed": seed}), file=sys.stderr, flush=True)
     res = {}

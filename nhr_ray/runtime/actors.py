@@ -86,7 +86,7 @@ class StageActor:
 
         attempts = chain[-1].rows
         rows = [AttemptRow.of(a, image_format, keep_images).to_row() for a in attempts]
-        slim = [dataclasses.replace(a, edited=None, sim_truth=None) for a in attempts]
+        slim = [dataclasses.replace(a, edited=None) for a in attempts]
         return ChainEnd([r.summary() for r in chain], slim, rows)
 
     def teardown(self) -> None:

@@ -9,7 +9,6 @@ bucket (every kept edit of a source together, as composition needs) is processed
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import tempfile
@@ -62,7 +61,6 @@ def _bucket_files(store: Store, paths: list[str], keep: Any, key: str, n: int, w
 
 def _forward(w: dict, s: dict, run_seed: int) -> dict:
     aid = w["attempt_id"]
-    truth = json.loads(w["sim_truth"]) if w.get("sim_truth") else None
     return {
         "sample_id": sample_id(run_seed, "forward", aid),
         "kind": "forward",
@@ -83,16 +81,10 @@ def _forward(w: dict, s: dict, run_seed: int) -> dict:
         "lineage": aid,
         "source_id": s["source_id"],
         "attempt_id": aid,
-        "_truth": truth,
     }
 
 
 def _inverse(f: dict, text: str, run_seed: int) -> dict:
-    truth = f.get("_truth")
-    sim = None
-    if truth is not None:
-        ok = truth.get("outcome") == "clean" and truth.get("feasible", True)
-        sim = {"inverse_of": "clean" if ok else truth.get("outcome")}
     return {
         **f,
         "sample_id": sample_id(run_seed, "inverse", f["attempt_id"]),
@@ -103,7 +95,6 @@ def _inverse(f: dict, text: str, run_seed: int) -> dict:
         "category": classify_instruction(text),
         "parents": [f["sample_id"]],
         "lineage": f"inv:{f['attempt_id']}",
-        "_sim_truth": sim,
     }
 
 

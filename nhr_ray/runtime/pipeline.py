@@ -14,6 +14,7 @@ import ray
 from nhr_ray.config import RunConfig
 from nhr_ray.roles import ROLE_KINDS, backend_class
 from nhr_ray.runtime.cluster import check_capacity, connect, release_capacity
+from nhr_ray.io.shards import iter_rows
 from nhr_ray.runtime.driver import Miner
 from nhr_ray.runtime.finalize import finalize
 from nhr_ray.runtime.funnel import format_table
@@ -145,6 +146,18 @@ def run(cfg: RunConfig, out_dir: str | Path, watch=None) -> dict[str, Any]:
         "timeline": mined["timeline"],  # seconds from the pools' start: pools ready, first draw, ..., loop end
         "source_memory": mined["source_memory"],
         "triplets": counts,
+        **simulated_truth(cfg, store),
     }
     store.write_json("manifest.json", manifest)  # written last: its presence marks a complete run
     return {"funnel": funnel, "manifest": manifest, "table": format_table(funnel["table"])}
+
+
+def simulated_truth(cfg: RunConfig, store) -> dict[str, Any]:
+    """For a run whose images the simulation made (t2i and editor on `sim`): the kept set's true
+    precision by kind (share of final triplets truly clean), read by the simulation's oracle from the
+    written triplets after the run; no stage ever reads it."""
+    if any(cfg.role(r).backend != "sim" for r in ("t2i", "editor")):
+        return {}
+    from nhr_ray.backends.sim.oracle import TRIPLET_COLUMNS, kept_precision
+
+    return {"simulation_truth": {"true_precision": kept_precision(iter_rows(store, "triplets", TRIPLET_COLUMNS))}}

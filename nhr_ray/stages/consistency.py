@@ -23,7 +23,7 @@ class ConsistencyStage(Stage):
         profile = role_profile(self.config, "consistency")
         groups = [
             profile.requests(t["sample_id"], t["edit_instruction"], decode(t["source_image"]["bytes"], limit),
-                             decode(t["edited_image"]["bytes"], limit), t.get("_sim_truth"))
+                             decode(t["edited_image"]["bytes"], limit))
             for t in inverses
         ]  # fmt: skip
         out, seconds = [], 0.0

@@ -6,8 +6,10 @@ the tests at scale and the benchmarks. Every decision is a function of (run seed
 The world speaks a small language. Scene prompts name objects as "<size> <colour> <object>
 <position>" phrases; instructions use fixed verbs per category. The simulated T2I model parses the
 prompt and really draws the objects (sometimes failing to draw one); the simulated editor parses the
-instruction, picks an outcome for the attempt and really changes pixels; the simulated judges look at
-the true outcome carried in `sim_truth` and answer in the text formats real models use.
+instruction, picks an outcome for the attempt and really changes pixels. The scene travels in the
+pixels (tag.py), and the simulated judges judge the images and the instruction they are handed
+(perceive.py): what they perceive, never an outcome label, sets their answers, in the text formats
+real models use.
 
 Calibration (defaults, see SimConfig): a feasible (image, instruction) pair has a true-clean
 probability q ~ Beta(mu_c * kappa, (1 - mu_c) * kappa) with mu = 0.20 and kappa = 0.33; a pair whose
@@ -75,9 +77,9 @@ SETTING_RE = re.compile("|".join(map(re.escape, SETTINGS)))
 INSTR = {
     "removal_all": re.compile(r"^remove all (?:of )?the objects", re.I),
     "removal": re.compile(rf"^(?:remove the|lose the|get rid of the|could you take away the|no) ({_COL}) ({_OBJ}) ({_POS})", re.I),
-    "addition": re.compile(rf"^add an? ({_SIZ}) ({_COL}) ({_OBJ}) ({_POS})", re.I),
+    "addition": re.compile(rf"^(?:add|place|put) an? ({_SIZ}) ({_COL}) ({_OBJ}) ({_POS})", re.I),
     "colour_change": re.compile(rf"^(?:make|let's have) the ({_OBJ}) ({_POS}) (?:in )?({_COL})", re.I),
-    "replacement": re.compile(rf"^(?:replace|swap) the ({_COL}) ({_OBJ}) ({_POS}) (?:with|for) an? ({_COL}) ({_OBJ})", re.I),
+    "replacement": re.compile(rf"^(?:replace|swap) the ({_COL}) ({_OBJ}) ({_POS}) (?:with|for) an? (?:(?:{_SIZ}) )?({_COL}) ({_OBJ})", re.I),
     "style": re.compile(rf"^turn the whole picture into an? ({_STY})", re.I),
 }
 
@@ -94,7 +96,6 @@ PREFILTER_PASS = {"clean": .97, "collateral_drift": .64, "partial": .54, "wrong_
 VALIDATOR_PASS = {"clean": .93, "collateral_drift": .025, "partial": .015, "wrong_object": .01,
                   "no_change": .0, "scattered_noise": .0, "off_size": .0}  # fmt: skip
 GATE_PASS = {"clean": .90, "missing": .45, "implausible": .06}
-INVERSE_PASS = {"true": .97, "false": .15}  # backward consistency: forward truly clean or not
 # Where a passing answer's scores lie (each axis uniform in [floor, 5.0]). The validator's passes
 # clear its 4.7 bar. The pre-filter passes at its own, lower bar (4.0); the floor sets how many of its
 # passes would also clear 4.7: SPEC Table 7 gives Qwen-72B at 4.7 a recall of 0.483 on good edits,
