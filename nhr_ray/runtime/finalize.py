@@ -5,6 +5,8 @@ stages recorded: finalize_state.py), written to staged shards that replace the p
 Memory stays bounded: only (pair, attempt, score) columns are read to pick the winners; then the
 winners' rows and their sources' rows are split by a hash of source_id into buckets on disk, and each
 bucket (every kept edit of a source together, as composition needs) is processed on its own.
+Triplets are typed records (io/rows.py TripletRow) from the moment they are built (select, invert,
+compose) to the row written; each says where its scores come from (`score_source`).
 """
 
 from __future__ import annotations
