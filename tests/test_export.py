@@ -72,6 +72,28 @@ def test_nhr_edit_split_masks_and_drop_extra(run_dir, tmp_path):
     assert all(f"config_name: {c}" in card for c in cats)
 
 
+def test_the_triplets_and_the_card_say_where_the_scores_come_from(run_dir, tmp_path):
+    """Default run (consistency on, composition.rescore off): forwards judged by the validator, inverses
+    by the consistency judge, compositions inherit from both parents; the card counts each, even when
+    --drop-extra leaves the columns out."""
+    trip = {r["sample_id"]: r for r in _rows(run_dir, "triplets")}
+    prov = Counter((r["kind"], r["score_source"], r["scored_by"]) for r in trip.values())
+    assert set(prov) == {("forward", "judged", "validation"), ("inverse", "judged", "consistency"), ("composed", "inherited", None)}
+    for r in trip.values():
+        if r["kind"] == "composed":
+            assert r["scores_from"] == r["parents"] and len(r["parents"]) == 2
+            assert r["adherence"] == min(trip[p]["adherence"] for p in r["parents"])
+        else:
+            assert r["scores_from"] == []
+    s = export(run_dir, "nhr-edit", tmp_path / "e", split_by=None, with_masks=False, drop_extra=True)
+    assert {(p["kind"], p["score_source"], p["scored_by"]): p["rows"] for p in s["provenance"]} == dict(prov)
+    card = (tmp_path / "e" / "README.md").read_text()
+    assert "### Where the scores come from" in card and "**inherited** when the row was not judged itself" in card
+    n = prov[("composed", "inherited", None)]
+    assert n > 0 and f"| composed | inherited |  | {n} |" in card
+    assert f"| inverse | judged | consistency | {prov[('inverse', 'judged', 'consistency')]} |" in card
+
+
 def test_dpo_pairs(run_dir, tmp_path):
     margin = 0.3
     s = export(run_dir, "dpo", tmp_path / "d", min_margin=margin)
