@@ -203,7 +203,7 @@ class TripletRow(Record):
     source_id: str = col(pa.string())
     attempt_id: str | None = col(pa.string())
 
-    # Where the scores come from: 'judged' (`scored_by` the stage whose judge gave them: 'validate' for
+    # Where the scores come from: 'judged' (`scored_by` the stage whose judge gave them: 'validation' for
     # forward edits and compositions `composition.rescore` sent through the validator, 'consistency'
     # for inverses the backward-consistency stage re-scored) or 'inherited' (not judged itself: copied
     # from the rows `scores_from` names; an inverse its forward's, a composition the lower of its parents').
