@@ -53,7 +53,7 @@ def preset_dict(name: str) -> dict[str, Any]:
 def _unname_default_sim(data: dict[str, Any], layers: list[tuple[str, dict[str, Any]]]) -> None:
     """The default preset's `backend: sim` lines say what a config naming no backend runs; they name
     nothing for a config that names a real backend anywhere: there, a role whose backend only the
-    default preset gives is unset, and the config is refused naming it (RolesConfig)."""
+    default preset gives is unset, and the config is refused naming it (RunConfig._backends_named)."""
     roles = data.get("roles")
     if not isinstance(roles, dict) or all(not isinstance(v, dict) or v.get("backend") in (None, SIM) for v in roles.values()):
         return

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from nhr_ray.products.ratings import AXES, check_against_run, read_predictions, read_ratings, run_predictions
 from nhr_ray.products.provenance import run_judge
+from nhr_ray.products.ratings import AXES, check_against_run, read_predictions, read_ratings, run_predictions
 from nhr_ray.products.tables import InputError
 
 HUMAN_POSITIVE = 4.0  # the paper's positive class: both de-biased human scores above this

@@ -18,9 +18,9 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow.parquet as pq
 
+from nhr_ray.config.cluster import SIM
 from nhr_ray.io.images import ImageRejected, decode
 from nhr_ray.judges.profiles import role_profile
-from nhr_ray.config.cluster import SIM
 from nhr_ray.products.provenance import FLAG, check_simulated_judge, dataset_simulated_roles, made_by_simulation
 from nhr_ray.products.tables import InputError
 from nhr_ray.records import geometric_score
@@ -117,7 +117,8 @@ def score_dataset(dataset: str, cfg, n: int = 5000, seed: int = 0, source_col: s
     arr = np.array(scores, dtype=float).reshape(-1, 2)
     geo = [geometric_score(a, b) for a, b in scores]
     return {"dataset": str(dataset), "validator": rc.backend, "simulated_judge": rc.backend == SIM,
-            "allow_simulated_judge": allow_simulated_judge, "made_by_simulation": made_by_sim, "seed": seed, "sampled": sampled, "scored": len(scores),
+            "allow_simulated_judge": allow_simulated_judge, "made_by_simulation": made_by_sim, "seed": seed,
+            "sampled": sampled, "scored": len(scores),
             "unscorable": dict(unscorable), "mean_adherence": float(arr[:, 0].mean()) if len(arr) else None,
             "mean_aesthetics": float(arr[:, 1].mean()) if len(arr) else None,
             "mean_geometric": float(np.mean(geo)) if geo else None}  # fmt: skip
