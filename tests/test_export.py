@@ -70,6 +70,20 @@ def test_nhr_edit_split_masks_and_drop_extra(run_dir, tmp_path):
         assert want.any()  # a kept edit changed something
     card = (tmp_path / "e" / "README.md").read_text()
     assert all(f"config_name: {c}" in card for c in cats)
+    # a simulated run's card opens (right after its YAML header) with the banner naming every simulated role
+    body = card.split("\n---\n", 1)[1].lstrip("\n")
+    assert body.startswith("> **SIMULATED DATA, NOT FOR TRAINING.**")
+    assert "designer, t2i, gate, editor, prefilter, validator, inverter" in body.splitlines()[0]
+
+
+def test_card_banner_escapes_and_is_absent_for_an_all_real_run():
+    from nhr_ray.products.card import simulated_banner
+
+    assert simulated_banner({"simulated_roles": []}) == []
+    (line, _) = simulated_banner({"simulated_roles": ["editor", "<b>x</b>|[y]"]})
+    assert "editor, &lt;b&gt;x&lt;/b&gt;\\|\\[y\\]" in line
+    # a run written before the key: read from the backends its recorded config names
+    assert "gate" in simulated_banner({"config": {"roles": {"gate": {"backend": "sim"}, "t2i": {"backend": "flux"}}}})[0]
 
 
 def test_the_triplets_and_the_card_say_where_the_scores_come_from(run_dir, tmp_path):

@@ -14,6 +14,7 @@ from typing import Any
 
 from nhr_ray.categories import KNOWN_CATEGORIES
 from nhr_ray.products.hf import card_header
+from nhr_ray.products.provenance import manifest_simulated_roles
 from nhr_ray.stages.table import model_roles
 
 WHAT = {
@@ -63,10 +64,20 @@ def _provenance(rows: list[dict] | None) -> list[str]:
     return ["### Where the scores come from", "", SCORES, ""] + _table(table, ["kind", "score_source", "scored_by", "rows"]) + [""]
 
 
+def simulated_banner(manifest: dict[str, Any]) -> list[str]:
+    """The card's first lines when any role of the run was simulated: simulated data, not for training."""
+    roles = manifest_simulated_roles(manifest)
+    if not roles:
+        return []
+    return [f"> **SIMULATED DATA, NOT FOR TRAINING.** These roles ran on the simulation (backend `sim`), not on real "
+            f"models: {cell(', '.join(roles))}. What they made or judged comes from the simulation world.", ""]
+
+
 def write_card(run, out: Path, fmt: str, summary: dict[str, Any]) -> Path:
     subsets = sorted(summary["subsets"]) or ["data"]
     cfg = run.config
-    lines = [card_header(subsets, f"nhr-ray {fmt} export"), f"# nhr-ray export: {fmt}", "", WHAT[fmt], ""]
+    lines = [card_header(subsets, f"nhr-ray {fmt} export"), *simulated_banner(run.manifest), f"# nhr-ray export: {fmt}", "",
+             WHAT[fmt], ""]  # fmt: skip
     lines += ["Load it with `datasets.load_dataset(\"parquet\", data_files=\"<this folder>/data/train-*.parquet\")`"
               " (or one subset's folder); image columns decode as `Image` features.", ""]  # fmt: skip
     lines += ["## Contents", ""] + _table([[s, n] for s, n in sorted(summary["subsets"].items())], ["subset", "rows"]) + [""]
