@@ -48,11 +48,17 @@ def cmd_run(args) -> int:
 
 def run_summary(m: dict, out) -> str:
     """The run's last line: triplets, wall time, busy GPU-hours (work done) and reserved GPU-hours
-    (GPUs held by the run's actors, busy or idle: what the cluster bills)."""
+    (GPUs held by the run's actors, busy or idle: what the cluster bills), and the simulated roles.
+    A simulated role's busy GPU-hours are the simulation's estimate of what the call would cost, not
+    a measurement: the line says so."""
     gh = m["gpu_hours"]  # no ratio: the simulation's busy hours are virtual, its reserved hours wall time
     busy, reserved = gh["busy_gpu_hours"], gh.get("reserved_gpu_hours", 0.0)
+    sim = m.get("simulated_roles", [])
+    sim_h = sum(h for r, h in gh.get("by_role_gpu_hours", {}).items() if r in sim)
+    est = "" if sim_h <= 0 else " (simulated estimate)" if sim_h >= busy * 0.9999 else f" ({sim_h:.2f} of them simulated estimates)"
     return (f"{sum(v for k, v in m['triplets'].items() if k.startswith('final_'))} triplets in {out}/data "
-            f"({m['wall_seconds']:.1f} s, {busy:.2f} busy GPU-hours, {reserved:.2f} reserved GPU-hours)")
+            f"({m['wall_seconds']:.1f} s, {busy:.2f} busy GPU-hours{est}, {reserved:.2f} reserved GPU-hours)"
+            + (f" (SIMULATED: {', '.join(sim)})" if sim else ""))
 
 
 def cmd_config(args) -> int:
@@ -76,6 +82,7 @@ def cmd_backends(args) -> int:
 
 def cmd_calibrate(args) -> int:
     from nhr_ray.products.calibrate import calibrate, write_report
+    from nhr_ray.products.score import simulated_note
     from nhr_ray.products.ratings import DROPPED
     from nhr_ray.products.tables import InputError
 
@@ -83,11 +90,14 @@ def cmd_calibrate(args) -> int:
     try:
         report = calibrate(args.ratings, args.predictions, threshold=args.threshold, sweep=sweep, run_dir=args.run,
                            triplet_col=args.triplet_col, rater_col=args.rater_col,
-                           predictions_triplet_col=args.predictions_triplet_col)  # fmt: skip
+                           predictions_triplet_col=args.predictions_triplet_col,
+                           allow_simulated_judge=args.allow_simulated_judge)  # fmt: skip
     except InputError as e:
         print(f"nhr-ray calibrate: {e}", file=sys.stderr)
         return 2
     paths = write_report(report, args.out)
+    if (report["judge"] or {}).get("simulated_judge"):
+        print(simulated_note(report["judge"]), end="")
     for a, m in report["axes"].items():
         rho = "n/a" if m["spearman"] is None else f"{m['spearman']:.3f}"
         print(f"{a:<11} MAE {m['mae']:.3f}  Spearman {rho}")
@@ -125,7 +135,8 @@ def cmd_score(args) -> int:
     cfg = _load(args)
     try:
         r = score_dataset(args.dataset, cfg, n=args.n, seed=args.sample_seed, source_col=args.source_col,
-                          edited_col=args.edited_col, instruction_col=args.instruction_col)
+                          edited_col=args.edited_col, instruction_col=args.instruction_col,
+                          allow_simulated_judge=args.allow_simulated_judge)
     except InputError as e:
         print(f"nhr-ray score: {e}", file=sys.stderr)
         return 2
@@ -155,6 +166,25 @@ def cmd_tune_judge(args) -> int:
     return run(args)
 
 
+def _calibrate_parser(sub) -> None:
+    p = sub.add_parser("calibrate", help="judge a validator against human ratings (MAE, Spearman, precision/recall)")
+    p.add_argument("ratings", help="Parquet/CSV/JSONL rows: triplet, rater, adherence, aesthetics[, category, run_id] "
+                   "(also triplet_id / sample_id and rater_id / annotator / annotator_id)")
+    p.add_argument("--predictions", help="Parquet/CSV/JSONL rows: triplet, adherence, aesthetics (default with --run: "
+                   "the validator scores the run recorded)")
+    p.add_argument("--run", help="the run the ratings are of: refuses ratings of another run, drops ids it does not hold")
+    p.add_argument("--triplet-col", help="the ratings' triplet id column (default: the one of triplet, triplet_id, sample_id)")
+    p.add_argument("--rater-col", help="the ratings' rater column (default: the one of rater, rater_id, annotator, annotator_id)")
+    p.add_argument("--predictions-triplet-col", help="the predictions' triplet id column (default: as for the ratings)")
+    p.add_argument("--out", required=True, help="directory for calibration.json and the PNG plots")
+    p.add_argument("--threshold", type=float, default=4.7, help="validator threshold on both axes (default 4.7)")
+    p.add_argument("--sweep", help="comma-separated thresholds to sweep (default 1.0, 1.1, ..., 5.0)")
+    p.add_argument("--allow-simulated-judge", action="store_true",
+                   help="with --run: calibrate the scores a simulated validator recorded on images the simulation did not "
+                   "make (refused otherwise; the output then says so)")
+    p.set_defaults(func=cmd_calibrate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nhr-ray", description="Mine image-editing triplets with no human in the loop, on Ray.")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -170,19 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_config)
     p = sub.add_parser("backends", help="list registered backends by role")
     p.set_defaults(func=cmd_backends)
-    p = sub.add_parser("calibrate", help="judge a validator against human ratings (MAE, Spearman, precision/recall)")
-    p.add_argument("ratings", help="Parquet/CSV/JSONL rows: triplet, rater, adherence, aesthetics[, category, run_id] "
-                   "(also triplet_id / sample_id and rater_id / annotator / annotator_id)")
-    p.add_argument("--predictions", help="Parquet/CSV/JSONL rows: triplet, adherence, aesthetics (default with --run: "
-                   "the validator scores the run recorded)")
-    p.add_argument("--run", help="the run the ratings are of: refuses ratings of another run, drops ids it does not hold")
-    p.add_argument("--triplet-col", help="the ratings' triplet id column (default: the one of triplet, triplet_id, sample_id)")
-    p.add_argument("--rater-col", help="the ratings' rater column (default: the one of rater, rater_id, annotator, annotator_id)")
-    p.add_argument("--predictions-triplet-col", help="the predictions' triplet id column (default: as for the ratings)")
-    p.add_argument("--out", required=True, help="directory for calibration.json and the PNG plots")
-    p.add_argument("--threshold", type=float, default=4.7, help="validator threshold on both axes (default 4.7)")
-    p.add_argument("--sweep", help="comma-separated thresholds to sweep (default 1.0, 1.1, ..., 5.0)")
-    p.set_defaults(func=cmd_calibrate)
+    _calibrate_parser(sub)
     p = sub.add_parser("export", help="export a run as NHR-Edit triplets, DPO pairs, KTO labels or a curriculum")
     p.add_argument("run_dir", help="a finished run's --out directory")
     p.add_argument("--format", required=True, choices=["nhr-edit", "dpo", "kto", "curriculum"])
@@ -202,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--edited-col", default="edited_image")
     p.add_argument("--instruction-col", default="edit_instruction")
     p.add_argument("--json", help="also write the result as JSON here")
+    p.add_argument("--allow-simulated-judge", action="store_true",
+                   help="score with the simulated validator data the simulation did not make (refused otherwise; the "
+                   "output then says so)")
     p.set_defaults(func=cmd_score)
     p = sub.add_parser("tune-judge", help="tune a validator on human ratings: LoRA on Qwen2.5-VL, or a Gemini tuning job")
     from nhr_ray.products.tune.cli import add_arguments as tune_arguments

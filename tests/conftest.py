@@ -29,6 +29,14 @@ def ray_local():
     ray.shutdown()
 
 
+def sim_except(*real: str) -> dict[str, str]:
+    """`roles.<r>.backend: sim` for every role but `real`: a config that names a real backend for a
+    role must name every role's (config/cluster.py), so a test mixing one real role says so."""
+    from nhr_ray.roles import ROLE_KINDS
+
+    return {f"roles.{r}.backend": "sim" for r in ROLE_KINDS if r not in real}
+
+
 def small_config(**overrides):
     """The default simulation config, shrunk to a few seconds of work."""
     from nhr_ray.config import load_config

@@ -25,6 +25,17 @@ def test_default_run_mines_all_three_kinds(default_run):
     assert len(set(t.column("sample_id").to_pylist())) == t.num_rows
 
 
+def test_every_simulated_role_is_listed_in_manifest_funnel_and_last_line(default_run):
+    from nhr_ray.cli import run_summary
+
+    out, res = default_run
+    every = ["designer", "t2i", "gate", "editor", "prefilter", "validator", "inverter"]
+    assert json.loads((out / "manifest.json").read_text())["simulated_roles"] == every
+    assert json.loads((out / "funnel.json").read_text())["simulated_roles"] == every
+    line = run_summary(res["manifest"], out)
+    assert line.endswith(f"(SIMULATED: {', '.join(every)})") and "busy GPU-hours (simulated estimate)" in line
+
+
 def test_default_funnel_lands_within_5_points_of_the_paper(default_run):
     out, _ = default_run
     funnel = json.loads((out / "funnel.json").read_text())

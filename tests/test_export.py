@@ -70,6 +70,42 @@ def test_nhr_edit_split_masks_and_drop_extra(run_dir, tmp_path):
         assert want.any()  # a kept edit changed something
     card = (tmp_path / "e" / "README.md").read_text()
     assert all(f"config_name: {c}" in card for c in cats)
+    # a simulated run's card opens (right after its YAML header) with the banner naming every simulated role
+    body = card.split("\n---\n", 1)[1].lstrip("\n")
+    assert body.startswith("> **SIMULATED DATA, NOT FOR TRAINING.**")
+    assert "designer, t2i, gate, editor, prefilter, validator, inverter" in body.splitlines()[0]
+
+
+def test_card_banner_escapes_and_is_absent_for_an_all_real_run():
+    from nhr_ray.products.card import simulated_banner
+
+    assert simulated_banner({"simulated_roles": []}) == []
+    (line, _) = simulated_banner({"simulated_roles": ["editor", "<b>x</b>|[y]"]})
+    assert "editor, &lt;b&gt;x&lt;/b&gt;\\|\\[y\\]" in line
+    # a run written before the key: read from the backends its recorded config names
+    assert "gate" in simulated_banner({"config": {"roles": {"gate": {"backend": "sim"}, "t2i": {"backend": "flux"}}}})[0]
+
+
+def test_the_triplets_and_the_card_say_where_the_scores_come_from(run_dir, tmp_path):
+    """Default run (consistency on, composition.rescore off): forwards judged by the validator, inverses
+    by the consistency judge, compositions inherit from both parents; the card counts each, even when
+    --drop-extra leaves the columns out."""
+    trip = {r["sample_id"]: r for r in _rows(run_dir, "triplets")}
+    prov = Counter((r["kind"], r["score_source"], r["scored_by"]) for r in trip.values())
+    assert set(prov) == {("forward", "judged", "validation"), ("inverse", "judged", "consistency"), ("composed", "inherited", None)}
+    for r in trip.values():
+        if r["kind"] == "composed":
+            assert r["scores_from"] == r["parents"] and len(r["parents"]) == 2
+            assert r["adherence"] == min(trip[p]["adherence"] for p in r["parents"])
+        else:
+            assert r["scores_from"] == []
+    s = export(run_dir, "nhr-edit", tmp_path / "e", split_by=None, with_masks=False, drop_extra=True)
+    assert {(p["kind"], p["score_source"], p["scored_by"]): p["rows"] for p in s["provenance"]} == dict(prov)
+    card = (tmp_path / "e" / "README.md").read_text()
+    assert "### Where the scores come from" in card and "**inherited** when the row was not judged itself" in card
+    n = prov[("composed", "inherited", None)]
+    assert n > 0 and f"| composed | inherited |  | {n} |" in card
+    assert f"| inverse | judged | consistency | {prov[('inverse', 'judged', 'consistency')]} |" in card
 
 
 def test_dpo_pairs(run_dir, tmp_path):

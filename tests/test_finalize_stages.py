@@ -1,4 +1,5 @@
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -6,8 +7,9 @@ from nhr_ray.config import InversionConfig
 from nhr_ray.records import Verdict
 from nhr_ray.stages.compose import combine, compose_source, skip_reason
 from nhr_ray.stages.consistency import apply_consistency
-from nhr_ray.stages.inversion import check_inverse
+from nhr_ray.stages.inversion import check_inverse, inverse_triplet
 from nhr_ray.stages.select import select_best
+from triplet_rows import triplet
 
 
 def test_best_of_picks_highest_geometric_score_and_breaks_ties_by_attempt():
@@ -60,21 +62,23 @@ def test_inverse_filter_drops_undo_wording(text):
     assert check_inverse(text, InversionConfig().forbidden_words, 300) == (None, "forbidden_word")
 
 
-def _fwd(i, adh=4.8, aes=4.9):
-    return {"sample_id": f"f{i}", "attempt_id": f"S1.n0.i{i}.m0", "edit_instruction": f"Remove thing {i}.",
-            "edited_image": {"bytes": bytes([i]), "path": None}, "adherence": adh, "aesthetics": aes,
-            "prompt": "p", "style": "s", "img_width": 8, "img_height": 8, "source_seed": 1, "source_id": "S1.n0",
-            "edit_seed": i, "kind": "forward", "parents": []}
+def _fwd(i, adh=4.8, aes=4.9, **kw):
+    return triplet(**{"sample_id": f"f{i}", "attempt_id": f"S1.n0.i{i}.m0", "lineage": f"S1.n0.i{i}.m0",
+                      "edit_instruction": f"Remove thing {i}.", "edited_image": {"bytes": bytes([i]), "path": None},
+                      "adherence": adh, "aesthetics": aes, "edit_seed": i, **kw})
 
 
 def test_composition_uses_every_ordered_pair_with_an_inverse():
     fw = [_fwd(0), _fwd(1, 4.7), _fwd(2)]
     inv = {"f0": "Place thing 0.", "f1": "Place thing 1."}
     out = compose_source(fw, inv, 0, None)
-    assert [c["parents"] for c in out] == [["f0", "f1"], ["f1", "f0"]]
-    assert out[0]["edit_instruction"] == "Place thing 0, then remove thing 1."
-    assert out[0]["source_image"] == fw[0]["edited_image"] and out[0]["edited_image"] == fw[1]["edited_image"]
-    assert out[0]["adherence"] == 4.7  # the weaker parent's
+    assert [c.parents for c in out] == [["f0", "f1"], ["f1", "f0"]]
+    assert out[0].edit_instruction == "Place thing 0, then remove thing 1."
+    assert out[0].source_image == fw[0].edited_image and out[0].edited_image == fw[1].edited_image
+    assert out[0].adherence == 4.7  # the weaker parent's ...
+    # ... and said so: not judged itself, its scores inherited from both parents
+    assert [(c.score_source, c.scored_by, c.scores_from) for c in out] == [("inherited", None, ["f0", "f1"]),
+                                                                         ("inherited", None, ["f1", "f0"])]
     assert len(compose_source(fw, inv, 0, 1)) == 1
     assert combine("Add a cat.", "Remove the dog.") == "Add a cat, then remove the dog."
 
@@ -83,12 +87,12 @@ def test_composition_skips_the_composite_line_and_pairs_on_the_same_object():
     texts = ["Remove the cactus on the left.", "Make the bowl in the centre green.",
              "Replace the blue bowl in the centre with a red vase.", "Remove the lamp on the right.",
              "Remove all the objects: the cactus, the bowl and the lamp."]  # fmt: skip
-    fw = [{**_fwd(i), "edit_instruction": t} for i, t in enumerate(texts)]
-    inv = {f["sample_id"]: f"Inverse {i}." for i, f in enumerate(fw)}
+    fw = [_fwd(i, edit_instruction=t) for i, t in enumerate(texts)]
+    inv = {f.sample_id: f"Inverse {i}." for i, f in enumerate(fw)}
     skipped = Counter()
     out = compose_source(fw, inv, 0, None, skipped)
     expect = [(a, b) for a in ("f0", "f1", "f3") for b in ("f0", "f1", "f3") if a != b]
-    assert sorted(tuple(c["parents"]) for c in out) == sorted(expect + [("f0", "f2"), ("f2", "f0"), ("f2", "f3"), ("f3", "f2")])
+    assert sorted(tuple(c.parents) for c in out) == sorted(expect + [("f0", "f2"), ("f2", "f0"), ("f2", "f3"), ("f3", "f2")])
     # 20 ordered pairs: 8 touch the composite line, 2 colour-then-replace the same bowl
     assert skipped == {"pair_skipped:composite_line": 8, "pair_skipped:same_object": 2}
     assert len(out) == 20 - 10
@@ -103,13 +107,23 @@ def test_composition_skip_reasons():
 
 def test_consistency_drops_inverse_twin_and_compositions():
     f0, f1 = _fwd(0), _fwd(1)
-    i0 = {**f0, "sample_id": "i0", "kind": "inverse", "parents": ["f0"]}
-    i1 = {**f1, "sample_id": "i1", "kind": "inverse", "parents": ["f1"]}
-    c01 = {**f0, "sample_id": "c01", "kind": "composed", "parents": ["f0", "f1"]}
+    i0 = replace(f0, sample_id="i0", kind="inverse", parents=["f0"])
+    i1 = replace(f1, sample_id="i1", kind="inverse", parents=["f1"])
+    c01 = replace(f0, sample_id="c01", kind="composed", parents=["f0", "f1"])
     verdicts = {"i0": Verdict("consistency", False, "low_adherence", "", 3.0, 4.9),
                 "i1": Verdict("consistency", True, "ok", "", 4.9, 4.8)}
     kept, t = apply_consistency([f0, f1, i0, i1, c01], verdicts)
-    assert [k["sample_id"] for k in kept] == ["f1", "i1"]
+    assert [k.sample_id for k in kept] == ["f1", "i1"]
     assert t.balanced() and t.kept == 2
     assert t.dropped == {"inverse_low_adherence": 1, "forward_twin_of_failed_inverse": 1, "composed_from_dropped_edit": 1}
-    assert kept[1]["adherence"] == 4.9  # the inverse carries its own re-scored values
+    assert kept[1].adherence == 4.9  # the inverse carries its own re-scored values, judged
+    assert (kept[1].score_source, kept[1].scored_by, kept[1].scores_from) == ("judged", "consistency", [])
+    assert kept[1].score == pytest.approx((4.9 * 4.8) ** 0.5)
+
+
+def test_an_inverse_inherits_its_forwards_scores_until_judged():
+    f = _fwd(3)
+    inv = inverse_triplet(f, "Add thing 3.", 0)
+    assert (inv.kind, inv.parents, inv.source_image, inv.edited_image) == ("inverse", ["f3"], f.edited_image, f.source_image)
+    assert (inv.adherence, inv.score_source, inv.scored_by, inv.scores_from) == (4.8, "inherited", None, ["f3"])
+    assert list(inv.to_row()) == list(f.to_row())  # the same columns, no working ones

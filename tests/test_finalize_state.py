@@ -9,6 +9,7 @@ from nhr_ray.io.store import Store
 from nhr_ray.runtime import finalize_state as fs
 from nhr_ray.runtime.finalize import _compose
 from nhr_ray.runtime.funnel import Funnel
+from triplet_rows import triplet
 
 
 def _shard(store, rel, ids, kind="forward"):
@@ -93,11 +94,10 @@ def test_published_pins_forward_winners_and_capped_compositions(tmp_path):
     store.write_table("data/triplets-00000.parquet", pa.Table.from_pylist(rows, schema=TRIPLETS_SCHEMA))
     forwards, composed = fs.published(store)
     assert forwards == {"S.n00.i0": "S.n00.i0.m3"} and composed == {"S.n00": {"comp:S.n00.i2.m0|S.n00.i1.m0"}}
-    fw = [{"sample_id": f"s{k}", "attempt_id": f"S.n00.i{k}.m0", "source_id": "S.n00", "adherence": 5.0, "aesthetics": 5.0,
-           "edit_instruction": f"do {k}", "edited_image": None, "edit_seed": k, "prompt": "p", "style": "x",
-           "img_width": 8, "img_height": 8, "source_seed": 1} for k in range(3)]  # fmt: skip
-    inv = {f["sample_id"]: f"undo-ish {f['sample_id']}" for f in fw}
-    kept = {c["lineage"] for c in _compose(Cfg, fw, inv, composed, 7)}
+    fw = [triplet(sample_id=f"s{k}", attempt_id=f"S.n00.i{k}.m0", source_id="S.n00", adherence=5.0, aesthetics=5.0,
+                  edit_instruction=f"do {k}", edited_image=None, edit_seed=k) for k in range(3)]  # fmt: skip
+    inv = {f.sample_id: f"undo-ish {f.sample_id}" for f in fw}
+    kept = {c.lineage for c in _compose(Cfg, fw, inv, composed, 7)}
     # a new forward (i0) sorts first and would take both slots: the published composition keeps one
     assert len(kept) == 2 and "comp:S.n00.i2.m0|S.n00.i1.m0" in kept
 
@@ -107,14 +107,18 @@ def test_recorded_answers_round_trip(tmp_path):
 
     store = Store(str(tmp_path / "out"))
     a = fs.Answers(store)
-    f = {"attempt_id": "S.n00.i0.m1", "source_id": "S.n00"}
+    f = triplet(attempt_id="S.n00.i0.m1", source_id="S.n00")
     a.record("inversion", [(f, "make it blue", Verdict("inversion", True, "ok", "raw"), {"usd": 0.01})])
     a.record("consistency", [(f, None, Verdict("consistency", False, "low_adherence", "r", 3.0, 4.9), {})])
+    c = triplet(attempt_id="S.n00.i0.m1", source_id="S.n00", kind="composed", lineage="comp:S.n00.i2.m0|S.n00.i0.m1")
+    a.record("rescore", [(c, c.lineage, Verdict("rescore", True, "ok", "r", 4.8, 4.9), {})])
     rows = [r for p in a.paths() for r in store.read_table(p).to_pylist()]
     got = fs.Answers.load(rows)
     assert got[("inversion", "S.n00.i0.m1")][0] == "make it blue" and got[("inversion", "S.n00.i0.m1")][2] == {"usd": 0.01}
     v = got[("consistency", "S.n00.i0.m1")][1]
     assert (v.keep, v.reason, v.adherence, v.failed) == (False, "low_adherence", 3.0, False)
+    # a rescore answer is about a composition: found by its lineage, not by its second edit's attempt
+    assert got[("rescore", "comp:S.n00.i2.m0|S.n00.i0.m1")][1].adherence == 4.8 and ("rescore", "S.n00.i0.m1") not in got
     assert fs.recorded_usd(store) == pytest.approx(0.01)  # a resumed run's api.max_cost_usd counts it
 
 

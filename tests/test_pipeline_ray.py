@@ -8,7 +8,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import small_config
+from conftest import sim_except, small_config
 from nhr_ray.runtime.pipeline import NothingToDo, RunError, open_output, run
 
 
@@ -171,7 +171,8 @@ def test_a_model_that_fails_to_load_fails_the_run_at_once(ray_local, tmp_path):
     (broken / "config.json").write_text("{not json")
     t0 = time.monotonic()
     with pytest.raises(RunError, match=r"^roles\.gate: an actor failed to start: \w+") as e:
-        run(small_config(**{"roles.gate.backend": "transformers", "roles.gate.options.model": str(broken)}), tmp_path / "out")
+        run(small_config(**{**sim_except("gate"), "roles.gate.backend": "transformers", "roles.gate.options.model": str(broken)}),
+            tmp_path / "out")
     assert "\n" not in str(e.value) and time.monotonic() - t0 < 120
     assert not list((tmp_path / "out").glob("data/attempts-*.parquet"))
     # the failed start left no run state: the corrected command is a new run, not "another config"

@@ -325,6 +325,39 @@ def test_calibrate_against_the_run(rate_run, tmp_path, capsys):
     assert "another run: run_id {'0123456789abcdef': 10}" in err and srv.sample.identity["run_id"] in err
 
 
+def test_calibrate_refuses_a_simulated_judge_on_images_the_simulation_did_not_make(rate_run, tmp_path, capsys):
+    """The run's recorded validator scores are a simulated judge's. On the simulation's own run that is
+    allowed and labelled; on a run whose editor was real (its manifest says so) it is refused with
+    exit 2 unless --allow-simulated-judge, which the printed line and calibration.json then name."""
+    run_dir, _ = rate_run
+    ratings = tmp_path / "r.parquet"
+    srv = RateServer(run_dir, ratings, n=6, seed=2, include_rejected=0.5, port=0)
+    try:
+        for rater in ("alice", "bob"):
+            for k, it in enumerate(srv.sample.items):
+                srv.store.put(rater, it.id, 1 + k % 5, 5 - k % 5)
+    finally:
+        srv.close()
+    capsys.readouterr()
+    assert main(["calibrate", str(ratings), "--run", str(run_dir), "--out", str(tmp_path / "own")]) == 0
+    assert "SIMULATED validator (roles.validator.backend: sim) on data the simulation made" in capsys.readouterr().out
+    rep = json.loads((tmp_path / "own" / "calibration.json").read_text())
+    assert rep["judge"] == {"simulated_judge": True, "allow_simulated_judge": False, "made_by_simulation": True}
+    mixed = tmp_path / "mixed"
+    shutil.copytree(run_dir, mixed)
+    m = json.loads((mixed / "manifest.json").read_text())
+    m["simulated_roles"] = [r for r in m["simulated_roles"] if r != "editor"]  # as if a real editor made the edits
+    (mixed / "manifest.json").write_text(json.dumps(m))
+    assert main(["calibrate", str(ratings), "--run", str(mixed), "--out", str(tmp_path / "no")]) == 2
+    err = capsys.readouterr().err
+    assert "refusing a SIMULATED judge" in err and "real editor" in err and "--allow-simulated-judge" in err
+    assert not (tmp_path / "no").exists()
+    assert main(["calibrate", str(ratings), "--run", str(mixed), "--out", str(tmp_path / "yes"), "--allow-simulated-judge"]) == 0
+    assert "data the simulation did NOT make (--allow-simulated-judge)" in capsys.readouterr().out
+    rep = json.loads((tmp_path / "yes" / "calibration.json").read_text())
+    assert rep["judge"] == {"simulated_judge": True, "allow_simulated_judge": True, "made_by_simulation": False}
+
+
 BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 

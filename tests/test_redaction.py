@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import small_config
+from conftest import sim_except, small_config
 from nhr_ray.products.export import export
 from nhr_ray.products.report import write_report
 from nhr_ray.redact import MASK, Redactor, install_log_redaction, key_env_names
@@ -47,7 +47,7 @@ def test_key_echoed_in_401_reaches_no_output(echo_server, tmp_path, monkeypatch,
         ray.shutdown()
     monkeypatch.setenv(KEY_ENV, KEY)
     opts = f'{{base_url: "{echo_server.base_url}", model: judge, api_key_env: {KEY_ENV}, max_retries: 0, concurrency: 2}}'
-    cfg = small_config(**{"roles.validator.backend": "openai_server", "roles.validator.options": opts,
+    cfg = small_config(**{**sim_except("validator"), "roles.validator.backend": "openai_server", "roles.validator.options": opts,
                           "task.num_scenes": 4, "sources.seeds_per_prompt": 2})  # fmt: skip
     caplog.set_level(logging.DEBUG)
     out = tmp_path / "run"
@@ -72,7 +72,7 @@ def test_key_echoed_in_401_reaches_no_output(echo_server, tmp_path, monkeypatch,
 
 
 def test_configured_variables_join_the_well_known_ones(monkeypatch):
-    cfg = small_config(**{"roles.validator.backend": "openai_server", "roles.validator.options": f"{{api_key_env: {KEY_ENV}}}"})
+    cfg = small_config(**{**sim_except("validator"), "roles.validator.backend": "openai_server", "roles.validator.options": f"{{api_key_env: {KEY_ENV}}}"})
     assert KEY_ENV in key_env_names(cfg) and "OPENAI_API_KEY" in key_env_names(cfg)
     monkeypatch.setenv(KEY_ENV, KEY)
     r = Redactor(cfg)
@@ -91,7 +91,7 @@ def test_error_verdict_redacts_its_error_and_raw(monkeypatch):
 
 def test_log_records_are_redacted(monkeypatch, caplog):
     monkeypatch.setenv(KEY_ENV, KEY)
-    cfg = small_config(**{"roles.validator.backend": "openai_server", "roles.validator.options": f"{{api_key_env: {KEY_ENV}}}"})
+    cfg = small_config(**{**sim_except("validator"), "roles.validator.backend": "openai_server", "roles.validator.options": f"{{api_key_env: {KEY_ENV}}}"})
     factory = logging.getLogRecordFactory()
     try:
         install_log_redaction(Redactor(cfg))

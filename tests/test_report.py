@@ -55,9 +55,22 @@ def test_content_and_escaping(report):
                    "<svg", "Kept triplets", "Rejects by reason", "validation: low_adherence",
                    "Aspect buckets", "drawn: paper", "target %", "reserved GPU-hours (the bill)"):  # fmt: skip
         assert needle in text, needle
+    # every role of this run is simulated: a visible banner before anything else says so
+    banner = text.split("<body>", 1)[1].split("<h1>", 1)[0]
+    assert banner.startswith('<p class="simulated"><b>SIMULATED DATA, NOT FOR TRAINING.</b>')
+    assert "designer, t2i, gate, editor, prefilter, validator, inverter" in banner
+    assert "validator (simulated: estimated GPU-hours)" in text
     # self-contained: no reference to anything outside the file
     srcs = re.findall(r'(?:src|href)="([^"]*)"', text)
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+
+
+def test_banner_escapes_role_names_and_is_absent_for_an_all_real_run():
+    from nhr_ray.products.report import simulated_banner
+
+    assert simulated_banner({"simulated_roles": []}) == ""
+    assert "&lt;script&gt;x" in simulated_banner({"simulated_roles": ["<script>x"]})
+    assert "<script" not in simulated_banner({"simulated_roles": ["<script>x"]})
 
 
 def _chromium(*args, timeout=90):

@@ -37,6 +37,8 @@ PINNED = {
         ("category", S), ("style", S), ("img_width", I32), ("img_height", I32), ("adherence", F64),
         ("aesthetics", F64), ("score", F64), ("prompt", S), ("source_seed", I64), ("edit_seed", I64),
         ("parents", pa.list_(S)), ("lineage", S), ("source_id", S), ("attempt_id", S),
+        # where the scores come from (issue 18): judged by which stage, or inherited from which rows
+        ("score_source", S), ("scored_by", S), ("scores_from", pa.list_(S)),
     ]),
 }  # fmt: skip
 
@@ -75,11 +77,12 @@ def test_rows_have_exactly_the_schema_columns_and_write():
     assert att["edited_image"]["path"] == "s.n00.i0.m1.png" and att["changed_pixels"] == 12
 
 
-def test_a_triplet_row_is_its_columns_without_working_keys_and_refuses_unknown_ones():
-    t = {n: None for n in TRIPLETS_SCHEMA.names} | {"kind": "forward", "parents": [], "_work": 1}
-    assert list(TripletRow.of(t).to_row()) == TRIPLETS_SCHEMA.names
-    with pytest.raises(KeyError, match=r"\['mask'\] are not columns"):
-        TripletRow.of({**t, "mask": None})
+def test_a_triplet_row_is_its_columns_without_working_fields_and_refuses_unknown_ones():
+    t = TripletRow(**{n: None for n in TRIPLETS_SCHEMA.names})
+    assert list(t.to_row()) == TRIPLETS_SCHEMA.names and "sim_truth" not in TRIPLETS_SCHEMA.names
+    assert TRIPLETS_SCHEMA.names[-3:] == ["score_source", "scored_by", "scores_from"]
+    with pytest.raises(TypeError, match="mask"):
+        TripletRow(**{n: None for n in TRIPLETS_SCHEMA.names}, mask=None)
     with pytest.raises(KeyError, match="are not columns"):
         AttemptRow(**{**AttemptRow.of(_attempt(), "png", "none").__dict__, "verdicts": {"gate_outcome": "x"}}).to_row()
 

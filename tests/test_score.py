@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import small_config
+from conftest import sim_except, small_config
 from nhr_ray.cli import main
 from nhr_ray.io.images import encode
 from nhr_ray.products.score import sample_rows, score_dataset
@@ -59,7 +59,12 @@ def foreign(tmp_path):
 
 
 def _cfg():
-    return small_config(**{"roles.validator.backend": "test_reads_instruction"})
+    return small_config(**{**sim_except("validator"), "roles.validator.backend": "test_reads_instruction"})
+
+
+def _sets(real_validator: str) -> list[str]:
+    """--set arguments naming every role: `real_validator` for the validator, sim for the rest."""
+    return [a for k, v in {**sim_except("validator"), "roles.validator.backend": real_validator}.items() for a in ("--set", f"{k}={v}")]
 
 
 def test_scores_every_row_and_counts_the_unscorable(foreign):
@@ -86,11 +91,11 @@ def test_sample_is_reproducible_and_spans_files(foreign):
 def test_cli_table4_row_and_missing_column(foreign, tmp_path, capsys):
     d, _ = foreign
     rc = main(["score", str(d), "--n", "50", "--source-col", "input", "--edited-col", "output", "--instruction-col",
-               "prompt", "--set", "roles.validator.backend=test_reads_instruction", "--json", str(tmp_path / "r.json")])  # fmt: skip
+               "prompt", *_sets("test_reads_instruction"), "--json", str(tmp_path / "r.json")])  # fmt: skip
     out = capsys.readouterr().out
     assert rc == 0 and "adherence" in out and "geo mean" in out
     assert json.loads((tmp_path / "r.json").read_text())["sampled"] == 50
-    assert main(["score", str(d), "--n", "5"]) == 2  # NHR-Edit column names are not in this dataset
+    assert main(["score", str(d), "--n", "5", *_sets("test_reads_instruction")]) == 2  # NHR-Edit column names are not in this dataset
     assert "source_image" in capsys.readouterr().err
     with pytest.raises(InputError, match="no Parquet"):
         score_dataset(str(tmp_path / "nothing"), _cfg())
@@ -98,6 +103,53 @@ def test_cli_table4_row_and_missing_column(foreign, tmp_path, capsys):
 
 def test_sim_validator_without_truth_answers(foreign):
     d, _ = foreign
-    r = score_dataset(str(d), small_config(), n=40, source_col="input", edited_col="output", instruction_col="prompt")
+    r = score_dataset(str(d), small_config(), n=40, source_col="input", edited_col="output", instruction_col="prompt",
+                      allow_simulated_judge=True)  # fmt: skip
     assert r["sampled"] == 40 and r["scored"] + sum(r["unscorable"].values()) == 40 and r["scored"] > 20
     assert 1.0 <= r["mean_adherence"] <= 5.0
+    assert r["simulated_judge"] is True and r["made_by_simulation"] is False
+
+
+FOREIGN_COLS = ["--source-col", "input", "--edited-col", "output", "--instruction-col", "prompt"]
+
+
+def test_a_simulated_judge_on_foreign_data_is_refused_with_exit_2(foreign, tmp_path, capsys):
+    """`nhr-ray score DATASET` with no config is the simulated validator: on a dataset the simulation
+    did not make (no nhr-ray manifest) it prints no Table 4 row and exits 2, naming the flag."""
+    d, _ = foreign
+    assert main(["score", str(d), "--n", "20", *FOREIGN_COLS, "--json", str(tmp_path / "r.json")]) == 2
+    out, err = capsys.readouterr()
+    assert "adherence" not in out and not (tmp_path / "r.json").exists()
+    assert "SIMULATED judge" in err and "no nhr-ray manifest" in err and "--allow-simulated-judge" in err
+    # a manifest of a run whose editor was real: still not the simulation's data
+    (d / "manifest.json").write_text(json.dumps({"simulated_roles": ["designer", "t2i", "validator"]}))
+    try:
+        assert main(["score", str(d), "--n", "20", *FOREIGN_COLS]) == 2
+        assert "made its images with real editor" in capsys.readouterr().err
+    finally:
+        (d / "manifest.json").unlink()
+
+
+def test_the_flag_scores_and_every_output_names_it(foreign, tmp_path, capsys):
+    d, _ = foreign
+    js = tmp_path / "r.json"
+    assert main(["score", str(d), "--n", "20", *FOREIGN_COLS, "--allow-simulated-judge", "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("SIMULATED validator") and "did NOT make (--allow-simulated-judge)" in out
+    r = json.loads(js.read_text())
+    assert r["simulated_judge"] is True and r["allow_simulated_judge"] is True and r["made_by_simulation"] is False
+    assert r["validator"] == "sim" and r["sampled"] == 20
+
+
+def test_a_simulated_judge_on_the_simulations_own_run_needs_no_flag(foreign, capsys):
+    """A dataset inside a run whose t2i and editor were simulated (its manifest, two folders up) is the
+    simulation's own: scored without the flag, still labelled."""
+    d, _ = foreign
+    run = d.parent / "simrun"
+    (run / "data").mkdir(parents=True, exist_ok=True)
+    for f in d.glob("*.parquet"):
+        (run / "data" / f.name).write_bytes(f.read_bytes())
+    (run / "manifest.json").write_text(json.dumps({"simulated_roles": ["designer", "t2i", "gate", "editor", "validator"]}))
+    assert main(["score", str(run / "data"), "--n", "10", *FOREIGN_COLS]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("SIMULATED validator (roles.validator.backend: sim) on data the simulation made")

@@ -120,11 +120,13 @@ def test_every_stage_of_the_table_answers_a_stage_result():
            for a in kept]  # fmt: skip
     out["inversion"] = stage("inversion").process(fwd)
     assert [f["sample_id"] for f, _text, _v, _u in out["inversion"].rows] == [f["sample_id"] for f in fwd]
-    inverses = [{"sample_id": f"inv-{a.job.attempt_id}", "edit_instruction": "Put it back.",
-                 "source_image": {"bytes": encode(a.edited)}, "edited_image": {"bytes": encode(srcs[a.job.source_id].image)}}
-                for a in kept]  # fmt: skip
+    from triplet_rows import triplet
+
+    inverses = [triplet(sample_id=f"inv-{a.job.attempt_id}", kind="inverse", edit_instruction="Put it back.",
+                        source_image={"bytes": encode(a.edited), "path": None},
+                        edited_image={"bytes": encode(srcs[a.job.source_id].image), "path": None}) for a in kept]  # fmt: skip
     out["consistency"] = stage("consistency").process(inverses)
-    assert [sid for sid, _v, _u in out["consistency"].rows] == [t["sample_id"] for t in inverses]
+    assert [sid for sid, _v, _u in out["consistency"].rows] == [t.sample_id for t in inverses]
     for name, r in out.items():
         assert isinstance(r, StageResult), name
         assert r.tally.stage == name and r.tally.balanced(), name  # consistency's tally: apply_consistency's

@@ -34,5 +34,9 @@ def test_tiny_real_preset_runs_every_real_model_and_counts_its_rejections(tiny_m
     assert val["in"] == low["kept"] > 0 and val["failed"] == {}  # the real validator saw candidates
     assert val["kept"] + sum(val["dropped"].values()) == val["in"] and sum(val["dropped"].values()) > 0
     assert "reserved GPU-hours" in proc.stdout
+    # the designer and the inverter ran on the simulation: every output a user reads says so
+    assert proc.stdout.strip().splitlines()[-1].endswith("reserved GPU-hours) (SIMULATED: designer, inverter)")
+    assert funnel["simulated_roles"] == ["designer", "inverter"]
+    assert json.loads((out / "manifest.json").read_text())["simulated_roles"] == ["designer", "inverter"]
     rows = {r["stage"]: r for r in funnel["table"]}
     assert rows["source images"]["model"] == "flux:flux-tiny" and rows["edits"]["model"] == "diffusers:kontext-tiny"

@@ -8,8 +8,15 @@ from pydantic import Field, model_validator
 
 from nhr_ray.config.base import Strict
 
+SIM = "sim"  # the simulation world's backend name, one per role kind (nhr_ray/backends/sim)
+
+
 class RoleConfig(Strict):
-    backend: str = Field("sim", description="Registered backend name (`nhr-ray backends` lists them).")
+    backend: str | None = Field(
+        None,
+        description="Registered backend name (`nhr-ray backends` lists them); `sim` for the simulation. Unset in a config "
+        "that names no real backend: `sim`. A config that names a real backend for any role must name every role's.",
+    )
     actors: int = Field(1, ge=1, description="Actors in this role's pool.")
     num_gpus: float = Field(1.0, ge=0, description="GPUs each actor holds (fractions share a GPU).")
     num_cpus: float = Field(0.25, ge=0, description="CPUs each actor holds.")
@@ -55,6 +62,20 @@ class RolesConfig(Strict):
         if isinstance(data, dict):
             data = {k: {**ROLE_DEFAULTS[k], **v} if k in ROLE_DEFAULTS and isinstance(v, dict) else v for k, v in data.items()}
         return data
+
+    @model_validator(mode="after")
+    def _unset_is_sim_when_nothing_is_real(self):
+        """A config naming no real backend is the simulation: its unset roles are `sim` (and every
+        output says so). One naming a real backend keeps its unset roles unset: RunConfig refuses it."""
+        roles = [getattr(self, r) for r in ROLE_DEFAULTS]
+        if all(rc.backend in (None, SIM) for rc in roles):
+            for rc in roles:
+                if rc.backend is None:
+                    rc.backend = SIM
+        return self
+
+    def unset(self) -> list[str]:
+        return [r for r in ROLE_DEFAULTS if getattr(self, r).backend is None]
 
 
 class RayConfig(Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from nhr_ray.config.base import ConfigError
+from nhr_ray.config.cluster import SIM
 from nhr_ray.config.renames import upgrade, upgrade_key
 from nhr_ray.config.run import RunConfig
 
@@ -31,13 +33,35 @@ def _read_yaml(text: str, where: str) -> dict[str, Any]:
     return data
 
 
-def preset_dict(name: str) -> dict[str, Any]:
+def preset_layers(name: str) -> list[tuple[str, dict[str, Any]]]:
+    """("preset NAME", its own keys) from the root preset down to `name`."""
     if name not in presets():
         raise ConfigError(f"unknown preset {name!r}; known: {presets()}")
     text = resources.files("nhr_ray.presets").joinpath(f"{name}.yaml").read_text()
     data = upgrade(_read_yaml(text, f"preset {name}"), f"preset {name}")
     base = data.pop("extends", None)
-    return deep_merge(preset_dict(base), data) if base else data
+    return [*(preset_layers(base) if base else []), (f"preset {name}", data)]
+
+
+def preset_dict(name: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for _, data in preset_layers(name):
+        out = deep_merge(out, data)
+    return out
+
+
+def _unname_default_sim(data: dict[str, Any], layers: list[tuple[str, dict[str, Any]]]) -> None:
+    """The default preset's `backend: sim` lines say what a config naming no backend runs; they name
+    nothing for a config that names a real backend anywhere: there, a role whose backend only the
+    default preset gives is unset, and the config is refused naming it (RunConfig._backends_named)."""
+    roles = data.get("roles")
+    if not isinstance(roles, dict) or all(not isinstance(v, dict) or v.get("backend") in (None, SIM) for v in roles.values()):
+        return
+    named = {r for name, layer in layers if name != "preset default" and isinstance(layer.get("roles"), dict)
+             for r, v in layer["roles"].items() if isinstance(v, dict) and "backend" in v}  # fmt: skip
+    for r, v in roles.items():
+        if r not in named and isinstance(v, dict):
+            v.pop("backend", None)
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +110,7 @@ def validate_config(data: dict[str, Any]) -> RunConfig:
 def load_config(
     path: str | Path | None = None, preset: str | None = None, overrides: list[str] | None = None
 ) -> RunConfig:
-    data = preset_dict(preset or "default")
+    layers = preset_layers(preset or "default")
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -94,10 +118,18 @@ def load_config(
         user = upgrade(_read_yaml(p.read_text(), str(p)), str(p))
         base = user.pop("extends", None)
         if base:
-            data = preset_dict(base)
-        data = deep_merge(data, user)
+            layers = preset_layers(base)
+        layers.append((str(p), user))
+    data: dict[str, Any] = {}
+    for _, layer in layers:
+        data = deep_merge(data, layer)
+    sets: dict[str, Any] = {}
     for o in overrides or []:
         apply_override(data, o)
+        with warnings.catch_warnings():  # the same key again, on its own: what the --set layers name
+            warnings.simplefilter("ignore")
+            apply_override(sets, o)
+    _unname_default_sim(data, [*layers, ("--set", sets)])
     return validate_config(data)
 
 

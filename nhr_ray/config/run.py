@@ -6,7 +6,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from nhr_ray.config.api import ApiConfig
 from nhr_ray.config.base import Strict, first_error
-from nhr_ray.config.cluster import RayConfig, RoleConfig, RolesConfig
+from nhr_ray.config.cluster import SIM, RayConfig, RoleConfig, RolesConfig
 from nhr_ray.config.judging import JudgingConfig
 from nhr_ray.config.output import AnswersConfig, ModelsConfig, OutputConfig, SimConfig
 from nhr_ray.config.scheduler import SchedulerConfig
@@ -47,6 +47,8 @@ class RunConfig(Strict):
     def _roles_exist(self):
         for role in ROLE_KINDS:
             rc: RoleConfig = getattr(self.roles, role)
+            if rc.backend is None:  # unset: _backends_named says so
+                continue
             try:
                 options = options_class(role, rc.backend)
             except (KeyError, BackendUnavailable) as e:
@@ -55,6 +57,19 @@ class RunConfig(Strict):
                 options.model_validate(rc.options)
             except ValidationError as e:
                 raise ValueError(f"roles.{role}.options: {first_error(e)}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _backends_named(self):
+        """Never simulated by accident: a config naming a real backend for any role names every role's."""
+        unset = self.roles.unset()
+        if unset:
+            real = [f"{r}: {self.role(r).backend}" for r in ROLE_KINDS if self.role(r).backend not in (None, SIM)]
+            raise ValueError(
+                f"{', '.join(f'roles.{r}.backend' for r in unset)}: not named, while {', '.join(real)} "
+                f"{'is' if len(real) == 1 else 'are'} real. A config that names a real backend names every role's "
+                f"(`sim` to simulate one, e.g. roles.{unset[0]}.backend: sim): no role runs on the simulation unasked"
+            )
         return self
 
     @model_validator(mode="after")
@@ -68,3 +83,13 @@ class RunConfig(Strict):
 
     def role(self, name: str) -> RoleConfig:
         return getattr(self.roles, name)
+
+    def simulated_roles(self) -> list[str]:
+        """The roles whose output this run's data rests on that run on the simulation (`sim`), in
+        pipeline order: what manifest.json, funnel.json, the card, the report and the last line list.
+        A role the run does not use (the designer and T2I with photo sources, a disabled gate,
+        pre-filter or inversion) is not listed: none of its output reaches the data."""
+        unused = {"designer": self.sources.kind == "images", "t2i": self.sources.kind == "images",
+                  "gate": not self.gate.enabled, "prefilter": not self.prefilter.enabled,
+                  "inverter": not self.inversion.enabled}  # fmt: skip
+        return [r for r in ROLE_KINDS if self.role(r).backend == SIM and not unused.get(r, False)]

@@ -148,6 +148,12 @@ class CompositionConfig(Strict):
     max_per_source: int | None = Field(
         None, ge=0, description="Cap on composed triplets per source image (None: every ordered pair of kept edits)."
     )
+    rescore: bool = Field(
+        False,
+        description="Send composed triplets through the validator (its profile and validation thresholds, on the "
+        "validator actors of the final stages) and keep only those that pass, their scores then judged. Off (paper): "
+        "a composition carries the lower of its parents' scores, marked score_source='inherited'.",
+    )
 
 
 class ConsistencyConfig(Strict):

@@ -4,7 +4,8 @@ Each record declares its columns once, as dataclass fields carrying their Arrow 
 schema is derived from that declaration (`Record.schema()`) and `to_row()` gives exactly those
 columns, so the writer and the schema cannot drift apart. `SourceRow.of(source)` and
 `AttemptRow.of(attempt)` build a row from the records that flow through the stages;
-`TripletRow.of(triplet)` takes finalize's triplet (its private `_...` working keys are not columns).
+finalize builds `TripletRow`s directly; a `work()` field (none today) would travel
+with a record but is not a column.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ def col(arrow: pa.DataType) -> Any:
     return field(metadata={"arrow": arrow})
 
 
+def work(default: Any = None) -> Any:
+    """A working field: carried by the record in finalize, neither a column nor in `to_row()`."""
+    return field(default=default, metadata={"working": True}, compare=False)
+
+
 def col_group(columns: list[tuple[str, pa.DataType]]) -> Any:
     """A field holding a dict of several columns, written in this order (missing ones are null)."""
     return field(metadata={"group": tuple(columns)})
@@ -43,6 +49,8 @@ class Record:
     def columns(cls) -> list[tuple[str, pa.DataType]]:
         out: list[tuple[str, pa.DataType]] = []
         for f in fields(cls):
+            if f.metadata.get("working"):
+                continue
             out.extend(f.metadata["group"] if "group" in f.metadata else [(f.name, f.metadata["arrow"])])
         return out
 
@@ -54,6 +62,8 @@ class Record:
         row: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.metadata.get("working"):
+                continue
             if "group" not in f.metadata:
                 row[f.name] = value
                 continue
@@ -183,14 +193,13 @@ class TripletRow(Record):
     source_id: str = col(pa.string())
     attempt_id: str | None = col(pa.string())
 
-    @classmethod
-    def of(cls, t: dict[str, Any]) -> TripletRow:
-        """From finalize's working triplet: every column, and nothing but `_...` working keys besides."""
-        names = [f.name for f in fields(cls)]
-        extra = sorted(k for k in t if not k.startswith("_") and k not in names)
-        if extra:
-            raise KeyError(f"triplet keys {extra} are not columns of {cls.prefix}-*.parquet")
-        return cls(**{k: t[k] for k in names})
+    # Where the scores come from: 'judged' (`scored_by` the stage whose judge gave them: 'validation' for
+    # forward edits and compositions `composition.rescore` sent through the validator, 'consistency'
+    # for inverses the backward-consistency stage re-scored) or 'inherited' (not judged itself: copied
+    # from the rows `scores_from` names; an inverse its forward's, a composition the lower of its parents').
+    score_source: str = col(pa.string())
+    scored_by: str | None = col(pa.string())
+    scores_from: list[str] = col(pa.list_(pa.string()))
 
 
 SOURCES_SCHEMA = SourceRow.schema()

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from nhr_ray.products.provenance import run_judge
 from nhr_ray.products.ratings import AXES, check_against_run, read_predictions, read_ratings, run_predictions
 from nhr_ray.products.tables import InputError
 
@@ -151,11 +152,13 @@ def human_scores(ratings_path) -> tuple[dict[str, tuple[float, float]], dict[str
 
 def calibrate(ratings_path, predictions_path=None, threshold: float = 4.7, sweep: list[float] | None = None, *,
               run_dir=None, triplet_col: str | None = None, rater_col: str | None = None,
-              predictions_triplet_col: str | None = None) -> dict[str, Any]:  # fmt: skip
+              predictions_triplet_col: str | None = None, allow_simulated_judge: bool = False) -> dict[str, Any]:  # fmt: skip
     """Judge a validator against de-biased ratings. Predictions come from `predictions_path`, or, when
-    only `run_dir` is given, from the validator scores that run recorded for the rated items."""
+    only `run_dir` is given, from the validator scores that run recorded for the rated items (refused
+    when a simulated validator recorded them on images the simulation did not make, unless allowed)."""
     if predictions_path is None and run_dir is None:
         raise InputError("no predictions: give a predictions file, or the run (its validator's recorded scores are used)")
+    judge = run_judge(run_dir, allow_simulated_judge) if predictions_path is None else None
     excluded: Counter = Counter()
     notes: list[str] = []
     per_axis, category, run_scores = _ratings(ratings_path, excluded, notes, run_dir, triplet_col, rater_col)
@@ -177,7 +180,7 @@ def calibrate(ratings_path, predictions_path=None, threshold: float = 4.7, sweep
     report: dict[str, Any] = {"n_triplets": len(ids), "n_ratings": len(per_axis["adherence"]),
                               "n_raters": len(biases["adherence"]), "threshold": threshold,
                               "human_positive_above": HUMAN_POSITIVE, "excluded": dict(excluded),
-                              "debias": debias_notes(per_axis["adherence"]), "notes": notes}  # fmt: skip
+                              "debias": debias_notes(per_axis["adherence"]), "notes": notes, "judge": judge}  # fmt: skip
     report["axes"] = {a: {"mae": float(np.abs(pred[a] - human[a]).mean()), "spearman": spearman(pred[a], human[a]),
                           "mean_validator": float(pred[a].mean()), "mean_human": float(human[a].mean())} for a in AXES}  # fmt: skip
     by_cat: dict[str, list[int]] = defaultdict(list)

@@ -14,6 +14,7 @@ from typing import Any
 
 from nhr_ray.categories import KNOWN_CATEGORIES
 from nhr_ray.products.hf import card_header
+from nhr_ray.products.provenance import manifest_simulated_roles
 from nhr_ray.stages.table import model_roles
 
 WHAT = {
@@ -47,10 +48,36 @@ def known_categories(counts: dict[str, int]) -> dict[str, int]:
     return dict(out)
 
 
+SCORES = ("`adherence`, `aesthetics` and `score` are **judged** when `scored_by` names the stage whose judge gave "
+          "them to this very row (`validation`: the hard validator, stage 8, or `composition.rescore`; `consistency`: "
+          "the backward-consistency judge, stage 11). They are **inherited** when the row was not judged itself: "
+          "copied from the rows `scores_from` lists (an inverse: its forward's; a composition: the lower of its two "
+          "parents' on each axis). Inherited scores are not a measurement of the row; filter on `score_source` "
+          "where that matters.")  # fmt: skip
+
+
+def _provenance(rows: list[dict] | None) -> list[str]:
+    """The 'where the scores come from' section: counts by kind and provenance, and what they mean."""
+    if not rows:
+        return []
+    table = [[r["kind"], r["score_source"] or "unknown (older run)", r["scored_by"] or "", r["rows"]] for r in rows]
+    return ["### Where the scores come from", "", SCORES, ""] + _table(table, ["kind", "score_source", "scored_by", "rows"]) + [""]
+
+
+def simulated_banner(manifest: dict[str, Any]) -> list[str]:
+    """The card's first lines when any role of the run was simulated: simulated data, not for training."""
+    roles = manifest_simulated_roles(manifest)
+    if not roles:
+        return []
+    return [f"> **SIMULATED DATA, NOT FOR TRAINING.** These roles ran on the simulation (backend `sim`), not on real "
+            f"models: {cell(', '.join(roles))}. What they made or judged comes from the simulation world.", ""]
+
+
 def write_card(run, out: Path, fmt: str, summary: dict[str, Any]) -> Path:
     subsets = sorted(summary["subsets"]) or ["data"]
     cfg = run.config
-    lines = [card_header(subsets, f"nhr-ray {fmt} export"), f"# nhr-ray export: {fmt}", "", WHAT[fmt], ""]
+    lines = [card_header(subsets, f"nhr-ray {fmt} export"), *simulated_banner(run.manifest), f"# nhr-ray export: {fmt}", "",
+             WHAT[fmt], ""]  # fmt: skip
     lines += ["Load it with `datasets.load_dataset(\"parquet\", data_files=\"<this folder>/data/train-*.parquet\")`"
               " (or one subset's folder); image columns decode as `Image` features.", ""]  # fmt: skip
     lines += ["## Contents", ""] + _table([[s, n] for s, n in sorted(summary["subsets"].items())], ["subset", "rows"]) + [""]
@@ -59,7 +86,8 @@ def write_card(run, out: Path, fmt: str, summary: dict[str, Any]) -> Path:
         lines += ["### Category mix", ""] + _table(cats, ["category", "rows"]) + [""]
     if summary.get("kinds"):
         lines += ["### Kinds", ""] + _table(sorted(summary["kinds"].items()), ["kind", "rows"]) + [""]
-    other = {k: v for k, v in summary.items() if k not in ("subsets", "categories", "kinds")}
+    lines += _provenance(summary.get("provenance"))
+    other = {k: v for k, v in summary.items() if k not in ("subsets", "categories", "kinds", "provenance")}
     if other:
         lines += ["### Export settings and counts", ""] + _table(sorted(other.items()), ["key", "value"]) + [""]
     table = run.funnel.get("table", [])

@@ -41,6 +41,7 @@ from nhr_ray.stages.lowlevel import changed_mask
 FORMATS = ("nhr-edit", "dpo", "kto", "curriculum")
 NHR_EDIT_CORE = ["sample_id", "source_image", "edit_instruction", "edited_image", "category", "style", "img_width",
                  "img_height", "kind"]  # fmt: skip
+PROVENANCE = ["score_source", "scored_by"]  # counted for the card whether exported or not
 ATTEMPT_COLS = ["attempt_id", "pair_id", "source_id", "attempt_index", "edit_instruction", "category", "adherence",
                 "aesthetics", "score", "kept", "final_reason", "validation_raw", "edited_image"]  # fmt: skip
 
@@ -73,10 +74,13 @@ class Run:
         return json.loads(p.read_text()) if p.exists() else {}
 
     def batches(self, prefix: str, columns: list[str] | None = None, batch_rows: int = 64) -> Iterator[pa.RecordBatch]:
+        """Batches of these columns; a column a shard lacks (written by an older version) is left out."""
         for p in shard_paths(self.data, prefix):
             f = pq.ParquetFile(p)
-            cols = legacy.file_columns(f.schema_arrow.names, columns)
-            yield from (legacy.upgrade(b) for b in f.iter_batches(batch_size=batch_rows, columns=cols))
+            names = f.schema_arrow.names
+            cols = legacy.file_columns(names, columns)
+            have = None if cols is None else [c for c in cols if c in names]
+            yield from (legacy.upgrade(b) for b in f.iter_batches(batch_size=batch_rows, columns=have))
 
 
 def mask_png(source: dict | None, edited: dict | None, threshold: int, max_pixels: int) -> dict | None:
@@ -102,11 +106,14 @@ def export_nhr_edit(run: Run, out: Path, split_by: str | None, with_masks: bool,
     fields = [TRIPLETS_SCHEMA.field(c) for c in cols] + ([pa.field("mask", IMAGE)] if with_masks else [])
     writer = SubsetWriter(out, pa.schema(fields))
     lo, maxpix = run.config.lowlevel.pixel_threshold, run.config.output.max_image_pixels
-    kinds, cats, no_mask = Counter(), Counter(), 0
-    for batch in run.batches("triplets", cols):
+    kinds, cats, prov, no_mask = Counter(), Counter(), Counter(), 0
+    for batch in run.batches("triplets", cols + [c for c in PROVENANCE if c not in cols]):
         groups: dict[str, list[dict]] = defaultdict(list)
         for r in batch.to_pylist():
             kinds[r["kind"]] += 1
+            prov[(r["kind"], r.get("score_source"), r.get("scored_by"))] += 1
+            for c in set(PROVENANCE).difference(cols):
+                r.pop(c, None)
             cats[r["category"]] += 1
             if with_masks:
                 r["mask"] = mask_png(r["source_image"], r["edited_image"], lo, maxpix)
@@ -114,7 +121,9 @@ def export_nhr_edit(run: Run, out: Path, split_by: str | None, with_masks: bool,
             groups[subset_name(r["category"]) if split_by else "data"].append(r)
         for s, rows in groups.items():
             writer.write(s, rows)
-    return {"subsets": writer.close(), "kinds": dict(kinds), "categories": dict(cats), **({"rows_without_mask": no_mask} if with_masks else {})}
+    provenance = [{"kind": k, "score_source": src, "scored_by": by, "rows": n} for (k, src, by), n in sorted(prov.items(), key=str)]
+    return {"subsets": writer.close(), "kinds": dict(kinds), "categories": dict(cats), "provenance": provenance,
+            **({"rows_without_mask": no_mask} if with_masks else {})}  # fmt: skip
 
 
 # ----- dpo / kto: a grace hash join of sources and judged attempts --------------------------------

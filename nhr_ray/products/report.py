@@ -23,6 +23,7 @@ from PIL import Image
 
 from nhr_ray.io.images import ImageRejected, decode
 from nhr_ray.products.export import Run
+from nhr_ray.products.provenance import manifest_simulated_roles
 from nhr_ray.products.svg import hbars, histogram
 
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
@@ -30,7 +31,8 @@ table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:
 th{background:#f2f2f2}td.n{text-align:right}.grid{display:flex;flex-wrap:wrap;gap:12px}
 .card{border:1px solid #ddd;padding:8px;width:360px;font-size:12px}.card img{max-width:170px;max-height:170px}
 .raw{font-family:monospace;white-space:pre-wrap;background:#f8f8f8;padding:4px;max-height:90px;overflow:auto}
-h2{border-bottom:1px solid #ddd;padding-bottom:4px}"""
+h2{border-bottom:1px solid #ddd;padding-bottom:4px}
+.simulated{background:#fff3cd;border:2px solid #c77c00;padding:8px 12px;font-size:15px}"""
 
 
 def thumb(struct: dict | None, max_side: int = 170, max_pixels: int = 64_000_000) -> str | None:
@@ -46,6 +48,16 @@ def thumb(struct: dict | None, max_side: int = 170, max_pixels: int = 64_000_000
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def simulated_banner(manifest: dict[str, Any]) -> str:
+    """A visible banner at the top when any role of the run was simulated (role names escaped)."""
+    roles = manifest_simulated_roles(manifest)
+    if not roles:
+        return ""
+    return (f'<p class="simulated"><b>SIMULATED DATA, NOT FOR TRAINING.</b> These roles ran on the simulation '
+            f"(backend <code>sim</code>), not on real models: {escape(', '.join(roles))}. Their images, text, scores "
+            "and GPU-hours are the simulation's.</p>")
 
 
 def _img(uri: str | None, alt: str) -> str:
@@ -145,7 +157,7 @@ def build_report(run_dir, per_kind: int = 6, per_reason: int = 3) -> str:
     scan = _scan(run, per_reason)
     src = _source_thumbs(run, {r["source_id"] for rs in scan["rejects"].values() for r in rs})
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>nhr-ray run report: {escape(run.dir.name)}</title>",
-             f"<style>{CSS}</style></head><body><h1>nhr-ray run report</h1>",
+             f"<style>{CSS}</style></head><body>{simulated_banner(m)}<h1>nhr-ray run report</h1>",
              f"<p>{escape(str(run.dir))} · seed {escape(str(m.get('seed')))} · started {escape(str(m.get('started')))} · "
              f"{m.get('wall_seconds', 0):.0f} s wall</p>"]  # fmt: skip
     table = f.get("table", [])
@@ -158,9 +170,10 @@ def build_report(run_dir, per_kind: int = 6, per_reason: int = 3) -> str:
     gh = m.get("gpu_hours", {})
     api = m.get("api_usage", {})
     roles = sorted(set(gh.get("by_role_gpu_hours", {})) | set(api))
+    sim = manifest_simulated_roles(m) or []
     parts.append("<h2>Cost by role</h2>")
     parts.append(_table(["role", "GPU-hours", "API calls", "input tokens", "output tokens", "API USD"],
-                        [[r, float(gh.get("by_role_gpu_hours", {}).get(r, 0.0)), int(api.get(r, {}).get("api_calls", 0)),
+                        [[f"{r} (simulated: estimated GPU-hours)" if r in sim else r, float(gh.get("by_role_gpu_hours", {}).get(r, 0.0)), int(api.get(r, {}).get("api_calls", 0)),
                           int(api.get(r, {}).get("input_tokens", 0)), int(api.get(r, {}).get("output_tokens", 0)),
                           float(api.get(r, {}).get("usd", 0.0))] for r in roles]))  # fmt: skip
     parts.append(f"<p>busy GPU-hours: {gh.get('busy_gpu_hours', 0):.2f} · reserved GPU-hours (the bill): "

@@ -18,8 +18,10 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow.parquet as pq
 
+from nhr_ray.config.cluster import SIM
 from nhr_ray.io.images import ImageRejected, decode
 from nhr_ray.judges.profiles import role_profile
+from nhr_ray.products.provenance import FLAG, check_simulated_judge, dataset_simulated_roles, made_by_simulation
 from nhr_ray.products.tables import InputError
 from nhr_ray.records import geometric_score
 from nhr_ray.roles import BackendContext, build_backend
@@ -70,8 +72,14 @@ def _image(value, max_pixels: int):
 
 def score_dataset(dataset: str, cfg, n: int = 5000, seed: int = 0, source_col: str = "source_image",
                   edited_col: str = "edited_image", instruction_col: str = "edit_instruction",
-                  batch_size: int = 16) -> dict[str, Any]:  # fmt: skip
+                  batch_size: int = 16, allow_simulated_judge: bool = False) -> dict[str, Any]:  # fmt: skip
     rc = cfg.role("validator")
+    files = dataset_files(dataset)
+    sim_roles = dataset_simulated_roles(files)
+    made_by_sim = made_by_simulation(sim_roles)
+    if rc.backend == SIM:  # the simulation's judge on data it did not make: refused unless asked
+        check_simulated_judge(f"dataset {dataset}", sim_roles, allow_simulated_judge,
+                              "Score it with a real validator (a config or preset naming roles.validator.backend)")
     ctx = BackendContext(role="validator", run_seed=cfg.seed, num_gpus=rc.num_gpus, sim=cfg.sim, run_config=cfg)
     backend = build_backend("validator", rc.backend, rc.options, ctx)
     backend.setup()
@@ -82,7 +90,6 @@ def score_dataset(dataset: str, cfg, n: int = 5000, seed: int = 0, source_col: s
     maxpix = cfg.output.max_image_pixels
     try:
         batch = []
-        files = dataset_files(dataset)
         for idx, row in sample_rows(files, n, seed, [source_col, edited_col, instruction_col]):
             sampled += 1
             text = row[instruction_col]
@@ -109,7 +116,9 @@ def score_dataset(dataset: str, cfg, n: int = 5000, seed: int = 0, source_col: s
         backend.teardown()
     arr = np.array(scores, dtype=float).reshape(-1, 2)
     geo = [geometric_score(a, b) for a, b in scores]
-    return {"dataset": str(dataset), "validator": rc.backend, "seed": seed, "sampled": sampled, "scored": len(scores),
+    return {"dataset": str(dataset), "validator": rc.backend, "simulated_judge": rc.backend == SIM,
+            "allow_simulated_judge": allow_simulated_judge, "made_by_simulation": made_by_sim, "seed": seed,
+            "sampled": sampled, "scored": len(scores),
             "unscorable": dict(unscorable), "mean_adherence": float(arr[:, 0].mean()) if len(arr) else None,
             "mean_aesthetics": float(arr[:, 1].mean()) if len(arr) else None,
             "mean_geometric": float(np.mean(geo)) if geo else None}  # fmt: skip
@@ -134,4 +143,13 @@ def table4_row(r: dict[str, Any]) -> str:
     row = (f"{name[:40]:<40} {f(r['mean_adherence']):>9} {f(r['mean_aesthetics']):>10} {f(r['mean_geometric']):>8} "
            f"{r['scored']:>7} {sum(r['unscorable'].values()):>10}")  # fmt: skip
     reasons = ", ".join(f"{k}: {v}" for k, v in sorted(r["unscorable"].items()))
-    return head + "\n" + row + (f"\nunscorable: {reasons}" if reasons else "")
+    return simulated_note(r) + head + "\n" + row + (f"\nunscorable: {reasons}" if reasons else "")
+
+
+def simulated_note(r: dict[str, Any]) -> str:
+    """The line above a simulated judge's Table 4 row: whose numbers these are."""
+    if not r.get("simulated_judge"):
+        return ""
+    where = ("data the simulation made" if r.get("made_by_simulation")
+             else f"data the simulation did NOT make ({FLAG})")  # fmt: skip
+    return f"SIMULATED validator (roles.validator.backend: sim) on {where}: the simulation's numbers, not a judge's\n"

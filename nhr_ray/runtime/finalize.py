@@ -5,6 +5,8 @@ stages recorded: finalize_state.py), written to staged shards that replace the p
 Memory stays bounded: only (pair, attempt, score) columns are read to pick the winners; then the
 winners' rows and their sources' rows are split by a hash of source_id into buckets on disk, and each
 bucket (every kept edit of a source together, as composition needs) is processed on its own.
+Triplets are typed records (io/rows.py TripletRow) from the moment they are built (select, invert,
+compose) to the row written; each says where its scores come from (`score_source`).
 """
 
 from __future__ import annotations
@@ -22,16 +24,16 @@ import ray
 
 from nhr_ray.io.rows import TripletRow
 from nhr_ray.io.store import Store
-from nhr_ray.records import geometric_score, sample_id, stable_hash
+from nhr_ray.records import stable_hash
 from nhr_ray.runtime import finalize_state
 from nhr_ray.runtime.pool import Pool
 from nhr_ray.runtime.finalize_state import Answers
 from nhr_ray.stages.compose import compose_source
 from nhr_ray.stages import table
 from nhr_ray.stages.base import StageResult
-from nhr_ray.stages.consistency import apply_consistency
-from nhr_ray.stages.design import classify_instruction
-from nhr_ray.stages.select import select_best
+from nhr_ray.stages.consistency import apply_consistency, judged
+from nhr_ray.stages.inversion import inverse_triplet
+from nhr_ray.stages.select import forward_triplet, select_best
 
 WINNERS_PER_BUCKET = 4000
 
@@ -59,48 +61,9 @@ def _bucket_files(store: Store, paths: list[str], keep: Any, key: str, n: int, w
     return outs
 
 
-def _forward(w: dict, s: dict, run_seed: int) -> dict:
-    aid = w["attempt_id"]
-    return {
-        "sample_id": sample_id(run_seed, "forward", aid),
-        "kind": "forward",
-        "source_image": s["image"],
-        "edited_image": w["edited_image"],
-        "edit_instruction": w["edit_instruction"],
-        "category": w["category"],
-        "style": s["style"],
-        "img_width": s["img_width"],
-        "img_height": s["img_height"],
-        "adherence": w["adherence"],
-        "aesthetics": w["aesthetics"],
-        "score": geometric_score(w["adherence"], w["aesthetics"]),
-        "prompt": s["prompt"],
-        "source_seed": s["source_seed"],
-        "edit_seed": w["edit_seed"],
-        "parents": [],
-        "lineage": aid,
-        "source_id": s["source_id"],
-        "attempt_id": aid,
-    }
-
-
-def _inverse(f: dict, text: str, run_seed: int) -> dict:
-    return {
-        **f,
-        "sample_id": sample_id(run_seed, "inverse", f["attempt_id"]),
-        "kind": "inverse",
-        "source_image": f["edited_image"],
-        "edited_image": f["source_image"],
-        "edit_instruction": text,
-        "category": classify_instruction(text),
-        "parents": [f["sample_id"]],
-        "lineage": f"inv:{f['attempt_id']}",
-    }
-
-
-def _map(pool: Pool, items: list, batch: int) -> list[StageResult]:
-    """The pool's stage on every batch of `items`, in order."""
-    calls = [pool.run(items[k : k + batch]) for k in range(0, len(items), batch)]
+def _map(pool: Pool, items: list, batch: int, *args) -> list[StageResult]:
+    """The pool's stage on every batch of `items` (and `args`), in order."""
+    calls = [pool.run(items[k : k + batch], *args) for k in range(0, len(items), batch)]
     out = []
     for i, ref in calls:
         out.append(ray.get(ref)[-1])
@@ -109,8 +72,8 @@ def _map(pool: Pool, items: list, batch: int) -> list[StageResult]:
 
 
 class _Pools:
-    """The inverter and consistency pools, started on first use (a finalize whose answers are all
-    recorded starts none)."""
+    """The inverter and validator pools, started on first use (a finalize whose answers are all
+    recorded starts none). The validator's serves consistency and composition.rescore."""
 
     def __init__(self, cfg, run_name: str):
         self.cfg, self.run_name, self.made = cfg, run_name, {}
@@ -129,58 +92,72 @@ class _Pools:
             p.shutdown()
 
 
-def _invert(cfg, pools: _Pools, answers: Answers, recorded: dict, forwards: list[dict], funnel, usage) -> dict[str, str]:
+def _invert(cfg, pools: _Pools, answers: Answers, recorded: dict, forwards: list[TripletRow], funnel, usage) -> dict[str, str]:
     """Forward sample_id -> inverse instruction; recorded answers are reused, the rest asked for and recorded."""
-    new = [f for f in forwards if ("inversion", f["attempt_id"]) not in recorded]
+    new = [f for f in forwards if ("inversion", f.attempt_id) not in recorded]
     got = {}
     if new:
-        by_id = {f["sample_id"]: f for f in new}
-        slim = [{k: f[k] for k in ("sample_id", "prompt", "edit_instruction")} for f in new]
+        by_id = {f.sample_id: f for f in new}
+        slim = [{"sample_id": f.sample_id, "prompt": f.prompt, "edit_instruction": f.edit_instruction} for f in new]
         for r in _map(pools.get("inversion"), slim, cfg.inversion.batch_size):
             for f, text, v, u in r.rows:
                 got[f["sample_id"]] = (by_id[f["sample_id"]], text, v, u)
         answers.record("inversion", list(got.values()))
     out = {}
     for f in forwards:
-        _, text, v, u = got.get(f["sample_id"]) or (f, *recorded[("inversion", f["attempt_id"])])
+        _, text, v, u = got.get(f.sample_id) or (f, *recorded[("inversion", f.attempt_id)])
         funnel.tally("inversion").add(v)
         if u:
             usage.add("inverter", u)
         if text is not None:
-            out[f["sample_id"]] = text
+            out[f.sample_id] = text
     return out
 
 
-def _consistency(cfg, pools: _Pools, answers: Answers, recorded: dict, inverses: list[dict], usage) -> dict:
-    """Inverse sample_id -> the validator's verdict; recorded answers are reused."""
-    new = [t for t in inverses if ("consistency", t["attempt_id"]) not in recorded]
+def _judge(cfg, pools: _Pools, answers: Answers, recorded: dict, purpose: str, triplets: list[TripletRow], usage) -> dict:
+    """Sample_id -> the validator's verdict, for 'consistency' (inverses, recorded by their forward's
+    attempt) or 'rescore' (compositions, recorded by lineage); recorded answers are reused."""
+    key = (lambda t: t.lineage) if purpose == "rescore" else (lambda t: t.attempt_id)
+    new = [t for t in triplets if (purpose, key(t)) not in recorded]
     got = {}
     if new:
-        for r in _map(pools.get("consistency"), new, cfg.validation.batch_size):
+        for r in _map(pools.get("consistency"), new, cfg.validation.batch_size, purpose):
             for sid, v, u in r.rows:
                 got[sid] = (v, u)
-        answers.record("consistency", [(t, None, *got[t["sample_id"]]) for t in new])
+        answers.record(purpose, [(t, key(t) if purpose == "rescore" else None, *got[t.sample_id]) for t in new])
     out = {}
-    for t in inverses:
-        v, u = got.get(t["sample_id"]) or recorded[("consistency", t["attempt_id"])][1:]
+    for t in triplets:
+        v, u = got.get(t.sample_id) or recorded[(purpose, key(t))][1:]
         if u:
             usage.add("validator", u)
-        out[t["sample_id"]] = v
+        out[t.sample_id] = v
     return out
 
 
-def _compose(cfg, forwards: list[dict], inverses: dict[str, str], pinned: dict[str, set[str]], seed: int,
-             skipped=None) -> list[dict]:  # fmt: skip
+def _rescore(cfg, pools: _Pools, answers: Answers, recorded: dict, composed: list[TripletRow], funnel, usage) -> list[TripletRow]:
+    """composition.rescore: the compositions the validator passes, carrying its scores; the others
+    counted in the 'rescore' tally by reason."""
+    verdicts = _judge(cfg, pools, answers, recorded, "rescore", composed, usage)
+    tally, kept = funnel.tally("rescore"), []
+    for c in composed:
+        tally.add(verdicts[c.sample_id])
+        if verdicts[c.sample_id].keep:
+            kept.append(judged(c, verdicts[c.sample_id], "validation"))
+    return kept
+
+
+def _compose(cfg, forwards: list[TripletRow], inverses: dict[str, str], pinned: dict[str, set[str]], seed: int,
+             skipped=None) -> list[TripletRow]:  # fmt: skip
     """Every source's compositions; under composition.max_per_source those published stay among them."""
     per_source = defaultdict(list)
     for f in forwards:
-        per_source[f["source_id"]].append(f)
+        per_source[f.source_id].append(f)
     cap, out = cfg.composition.max_per_source, []
     for sid in sorted(per_source):
         every = compose_source(per_source[sid], inverses, seed, None, skipped)
         if cap is not None:
             old = pinned.get(sid, set())
-            every = ([c for c in every if c["lineage"] in old] + [c for c in every if c["lineage"] not in old])[:cap]
+            every = ([c for c in every if c.lineage in old] + [c for c in every if c.lineage not in old])[:cap]
         out += every
     return out
 
@@ -201,6 +178,37 @@ def _winners(store: Store, att_paths: list[str], funnel, pinned: dict[str, str])
     return winners
 
 
+def _triplets(cfg, pools: _Pools, answers: Answers, recorded: dict, forwards: list[TripletRow], pinned_comp: dict,
+              funnel, usage, counts: dict) -> list[TripletRow]:  # fmt: skip
+    """One bucket's triplets: its forwards, their inverses and compositions, after consistency."""
+    invert, seed = cfg.inversion.enabled, cfg.seed
+    counts["forward"] += len(forwards)
+    triplets = list(forwards)
+    inverses = _invert(cfg, pools, answers, recorded, forwards, funnel, usage) if invert and forwards else {}
+    if inverses:
+        by_id = {f.sample_id: f for f in forwards}
+        inv_rows = [inverse_triplet(by_id[k], v, seed) for k, v in sorted(inverses.items(), key=lambda kv: by_id[kv[0]].attempt_id)]
+        counts["inverse"] += len(inv_rows)
+        triplets += inv_rows
+    if cfg.composition.enabled and inverses:
+        composed = _compose(cfg, forwards, inverses, pinned_comp, seed, funnel.tally("composition").notes)
+        funnel.tally("composition").keep(len(composed))
+        if cfg.composition.rescore and composed:
+            n = len(composed)
+            composed = _rescore(cfg, pools, answers, recorded, composed, funnel, usage)
+            counts["composed_not_rescored"] += n - len(composed)
+        counts["composed"] += len(composed)
+        triplets += composed
+    if invert and cfg.consistency.enabled:
+        inv_rows = [t for t in triplets if t.kind == "inverse"]
+        verdicts = _judge(cfg, pools, answers, recorded, "consistency", inv_rows, usage)
+        triplets, tally = apply_consistency(triplets, verdicts)
+        funnel.merge(tally)
+    for tr in triplets:
+        counts[f"final_{tr.kind}"] += 1
+    return triplets
+
+
 def finalize(cfg, store: Store, funnel, usage, run_name: str = "nhr") -> dict[str, int]:
     """Deterministic over the record and the recorded answers: run again after a crash, or over a
     larger record, it keeps every published triplet (finalize_state.py) and replaces the shards at once."""
@@ -217,7 +225,6 @@ def finalize(cfg, store: Store, funnel, usage, run_name: str = "nhr") -> dict[st
     win_files = _bucket_files(store, att_paths, win_ids, "attempt_id", n_buckets, work, "winners")
     src_files = _bucket_files(store, store.glob("data", "sources-"), src_ids, "source_id", n_buckets, work, "sources")
     ans_files = _bucket_files(store, answers.paths(), win_ids, "attempt_id", n_buckets, work, "answers")
-    invert = cfg.inversion.enabled
     pools = _Pools(cfg, run_name)
     counts = defaultdict(int)
     try:
@@ -226,29 +233,10 @@ def finalize(cfg, store: Store, funnel, usage, run_name: str = "nhr") -> dict[st
                 continue
             sources = {r["source_id"]: r for r in pq.read_table(sf).to_pylist()}
             recorded = Answers.load(pq.read_table(af).to_pylist()) if af.exists() else {}
-            forwards = sorted((_forward(w, sources[w["source_id"]], seed) for w in pq.read_table(wf).to_pylist()),
-                              key=lambda f: f["attempt_id"])
-            counts["forward"] += len(forwards)
-            triplets = list(forwards)
-            inverses = _invert(cfg, pools, answers, recorded, forwards, funnel, usage) if invert and forwards else {}
-            if inverses:
-                by_id = {f["sample_id"]: f for f in forwards}
-                inv_rows = [_inverse(by_id[k], v, seed) for k, v in sorted(inverses.items(), key=lambda kv: by_id[kv[0]]["attempt_id"])]
-                counts["inverse"] += len(inv_rows)
-                triplets += inv_rows
-            if cfg.composition.enabled and inverses:
-                composed = _compose(cfg, forwards, inverses, pinned_comp, seed, funnel.tally("composition").notes)
-                funnel.tally("composition").keep(len(composed))
-                counts["composed"] += len(composed)
-                triplets += composed
-            if invert and cfg.consistency.enabled:
-                inv_rows = [t for t in triplets if t["kind"] == "inverse"]
-                verdicts = _consistency(cfg, pools, answers, recorded, inv_rows, usage)
-                triplets, tally = apply_consistency(triplets, verdicts)
-                funnel.merge(tally)
-            for tr in triplets:
-                counts[f"final_{tr['kind']}"] += 1
-            writer.write([TripletRow.of(tr).to_row() for tr in triplets])  # the columns, not the working keys
+            forwards = sorted((forward_triplet(w, sources[w["source_id"]], seed) for w in pq.read_table(wf).to_pylist()),
+                              key=lambda f: f.attempt_id)
+            triplets = _triplets(cfg, pools, answers, recorded, forwards, pinned_comp, funnel, usage, counts)
+            writer.write([tr.to_row() for tr in triplets])
         finalize_state.publish(store, writer)
     finally:
         pools.shutdown()

@@ -1,8 +1,9 @@
 """What the final stages keep between runs, so that running them again (after a crash, or over a
 larger record when a finished run is extended) never loses a published triplet:
 
-- Answers: every inversion and consistency answer is recorded (state/answers-*.parquet) and reused,
-  so a model is never asked twice about the same triplet and a triplet judged once stays judged.
+- Answers: every inversion, consistency and composition.rescore answer is recorded
+  (state/answers-*.parquet) and reused, so a model is never asked twice about the same triplet and a
+  triplet judged once stays judged.
 - Published: the triplets the run published last (data/triplets-*) pin their choices: a pair's
   forward winner stays the winner (a later, better attempt of the same pair does not replace it),
   and with `composition.max_per_source` the compositions published stay among those kept.
@@ -19,6 +20,7 @@ from collections import defaultdict
 
 import pyarrow as pa
 
+from nhr_ray.io.rows import TripletRow
 from nhr_ray.io.shards import TRIPLETS_SCHEMA, ShardWriter, iter_rows
 from nhr_ray.io.store import Store
 from nhr_ray.records import Verdict
@@ -91,8 +93,10 @@ def published(store: Store) -> tuple[dict[str, str], dict[str, set[str]]]:
 
 # -- recorded model answers ------------------------------------------------------------------------
 class Answers:
-    """Inversion and consistency answers by forward attempt id: read back per bucket, new ones
-    recorded as each bucket is done (flushed at once: a crash loses at most the bucket in hand)."""
+    """Inversion and consistency answers by forward attempt id, rescore answers by the composition's
+    lineage (in `text`; `attempt_id` is its second edit's, which buckets it with its source): read back
+    per bucket, new ones recorded as each bucket is done (flushed at once: a crash loses at most the
+    bucket in hand)."""
 
     def __init__(self, store: Store):
         self.store = store
@@ -103,17 +107,18 @@ class Answers:
 
     @staticmethod
     def load(rows: list[dict]) -> dict[tuple[str, str], tuple[str | None, Verdict, dict]]:
-        """(stage, attempt id) -> (text, verdict, usage)."""
+        """(stage, attempt id or, for 'rescore', lineage) -> (text, verdict, usage)."""
         out = {}
         for r in rows:
             v = Verdict(r["stage"], r["keep"], r["reason"], r["raw"] or "", r["adherence"], r["aesthetics"], r["failed"])
-            out[(r["stage"], r["attempt_id"])] = (r["text"], v, json.loads(r["usage"]) if r["usage"] else {})
+            key = r["text"] if r["stage"] == "rescore" else r["attempt_id"]
+            out[(r["stage"], key)] = (r["text"], v, json.loads(r["usage"]) if r["usage"] else {})
         return out
 
-    def record(self, stage: str, items: list[tuple[dict, str | None, Verdict, dict]]) -> None:
-        """items: (forward triplet, text, verdict, usage)."""
+    def record(self, stage: str, items: list[tuple[TripletRow, str | None, Verdict, dict]]) -> None:
+        """items: (triplet, text, verdict, usage)."""
         self.writer.write([
-            {"attempt_id": f["attempt_id"], "source_id": f["source_id"], "stage": stage, "text": text, "keep": v.keep,
+            {"attempt_id": f.attempt_id, "source_id": f.source_id, "stage": stage, "text": text, "keep": v.keep,
              "reason": v.reason, "failed": v.failed, "raw": v.raw, "adherence": v.adherence, "aesthetics": v.aesthetics,
              "usage": json.dumps(u, sort_keys=True) if u else None}
             for f, text, v, u in items

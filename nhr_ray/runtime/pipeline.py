@@ -115,11 +115,10 @@ def run(cfg: RunConfig, out_dir: str | Path, watch=None) -> dict[str, Any]:
         if started_ray:
             ray.shutdown()
     wall = time.monotonic() - t0
-    models = model_names(cfg)
-    funnel = miner.funnel.as_dict(models)
+    funnel = miner.funnel.as_dict(model_names(cfg))
     # after finalize: inversion and the consistency re-scoring spend API calls too
     api_usage = miner.usage.as_dict()
-    funnel["api_usage"] = api_usage
+    funnel.update(api_usage=api_usage, simulated_roles=cfg.simulated_roles())  # []: no role was simulated
     store.write_json("funnel.json", funnel)
     sc = mined["scheduler"]
     part = {"budget_gpu_hours": sc["budget_gpu_hours"], "spent_gpu_hours": sc["spent_gpu_hours"],
@@ -127,6 +126,7 @@ def run(cfg: RunConfig, out_dir: str | Path, watch=None) -> dict[str, Any]:
             "started": started_at, "ended": now(), "resumed": output.mode == "resumed",
             "triplets": sum(v for k, v in counts.items() if k.startswith("final_"))}  # fmt: skip
     manifest = {
+        "simulated_roles": funnel["simulated_roles"],
         "config": cfg.model_dump(mode="json"),
         "versions": versions(),
         "seed": cfg.seed,

@@ -1,17 +1,21 @@
 """Stage 9: inversion. An LLM reads the scene prompt and the forward instruction and writes one short
 instruction that undoes the change without referring to the undoing (no "revert", "put it back",
 "red again", "its original colour"). <Ie, inverse, I0> is a new triplet. The answer is untrusted:
-labels and quotes are repaired, everything else is a named drop."""
+labels and quotes are repaired, everything else is a named drop. Until backward consistency (stage
+11) judges it, an inverse's scores are its forward's (`score_source` 'inherited')."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from nhr_ray.parsing import MAX_ANSWER_CHARS, clean_text, raw_text, too_long
 from nhr_ray.prompts import render
-from nhr_ray.records import Verdict
+from nhr_ray.io.rows import TripletRow
+from nhr_ray.records import Verdict, sample_id
 from nhr_ray.roles import TextRequest
 from nhr_ray.stages.base import Stage, StageResult, Tally, error_verdict
+from nhr_ray.stages.design import classify_instruction
 
 _LABEL = re.compile(r"^\s*(inverse instruction|instruction|answer)\s*:\s*", re.I)
 
@@ -62,6 +66,15 @@ def check_inverse(text: str | None, forbidden: list[str], max_chars: int,
     if undo_wording(s, forbidden):
         return None, "forbidden_word"
     return s, "ok"
+
+
+def inverse_triplet(f: TripletRow, text: str, run_seed: int) -> TripletRow:
+    """<Ie, text, I0> from forward triplet `f`, its scores inherited from `f`."""
+    return replace(
+        f, sample_id=sample_id(run_seed, "inverse", f.attempt_id), kind="inverse", source_image=f.edited_image,
+        edited_image=f.source_image, edit_instruction=text, category=classify_instruction(text), parents=[f.sample_id],
+        lineage=f"inv:{f.attempt_id}", score_source="inherited", scored_by=None, scores_from=[f.sample_id],
+    )  # fmt: skip
 
 
 class InversionStage(Stage):

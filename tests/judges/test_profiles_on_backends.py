@@ -8,7 +8,7 @@ from nhr_ray.backends.transformers_vlm import chat_messages
 from nhr_ray.config import validate_config
 from nhr_ray.judges import get_profile, profile_names
 from nhr_ray.records import Attempt, Instruction, Job, Source
-from nhr_ray.roles import BackendContext, build_backend
+from nhr_ray.roles import ROLE_KINDS, BackendContext, build_backend
 from nhr_ray.stages.validation import ValidationStage
 from nhr_ray.runtime.ratelimit import reset_local
 from nhr_ray.testing.fake_api import FakeAPIServer
@@ -84,7 +84,8 @@ def _attempt(k: int) -> tuple[Attempt, Source]:
 
 def _validate(backend: str, api: dict, profile: str, options: dict) -> list:
     cfg = validate_config({"api": api, "judging": {"validation": {"profile": profile}},
-                           "roles": {"validator": {"backend": backend, "options": options}}})  # fmt: skip
+                           "roles": {**{r: {"backend": "sim"} for r in ROLE_KINDS if r != "validator"},
+                                     "validator": {"backend": backend, "options": options}}})  # fmt: skip
     stage = ValidationStage(cfg)
     stage.setup()
     try:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import sim_except
 from nhr_ray.runtime.ratelimit import TokenBucket, reset_local, shared_limiter
 
 
@@ -201,7 +202,8 @@ def test_the_stage_actor_hands_its_backend_the_cluster_wide_limits(ray_private):
     ray = ray_private
     key = "AIzaSTAGEactorKEY1234567890abcdef"
     with FakeAPIServer("gemini") as srv:
-        cfg = load_config(None, overrides=["roles.gate.backend=gemini", f"api.gemini.base_url={srv.base_url}",
+        named = [f"{k}={v}" for k, v in sim_except("gate").items()]  # a real gate: every other role named
+        cfg = load_config(None, overrides=[*named, "roles.gate.backend=gemini", f"api.gemini.base_url={srv.base_url}",
                                            "api.gemini.requests_per_minute=6000", "roles.gate.num_gpus=0"])  # fmt: skip
         actor = StageActor.options(num_cpus=0, runtime_env={"env_vars": {"GEMINI_API_KEY": key}}).remote(
             GateStage, cfg.model_dump_json(), "gate"

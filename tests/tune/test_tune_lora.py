@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import small_config
+from conftest import sim_except, small_config
 from nhr_ray.cli import main
 from nhr_ray.judges import get_profile
 from nhr_ray.products.tune.data import load_examples
@@ -109,7 +109,7 @@ def test_a_mining_run_judges_with_the_tuned_validator(tuned, ray_local, tmp_path
 
     opts = {"model": str(tuned["judge"]), "lora": str(tuned["out"]), "device": "cpu", "max_new_tokens": 48,
             "max_pixels": 4096, "batch_size": 8}  # fmt: skip
-    cfg = small_config(**{**RUN_SETS, "task.num_scenes": 2, "roles.validator.backend": "transformers",
+    cfg = small_config(**{**RUN_SETS, **sim_except("validator"), "task.num_scenes": 2, "roles.validator.backend": "transformers",
                           "roles.validator.num_gpus": 0, "roles.validator.options": json.dumps(opts),
                           "judging.validation.prompt_dir": str(tuned["prompts"])})  # fmt: skip
     run(cfg, tmp_path / "run")

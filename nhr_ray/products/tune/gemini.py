@@ -169,7 +169,7 @@ def tune_gemini(ratings, out, s: GeminiTuneSettings, *, run_dir=None, profile: s
     """Dataset, upload, job, and (with `evaluate`) the held-out check through the gemini backend."""
     import yaml
 
-    from nhr_ray.config import validate_config
+    from nhr_ray.config import deep_merge, preset_dict, validate_config
     from nhr_ray.judges.profiles import get_profile
     from nhr_ray.products.tune.data import check_out_dir, load_examples, split
     from nhr_ray.products.tune.heldout import heldout_report
@@ -196,7 +196,8 @@ def tune_gemini(ratings, out, s: GeminiTuneSettings, *, run_dir=None, profile: s
         fragment = validator_config(endpoint, s, profile, prompt_dir)
         (out / "validator.yaml").write_text(yaml.safe_dump(fragment, sort_keys=False))
         if evaluate:
-            judge = _gemini_judge(validate_config(fragment), seed)
+            # the fragment as `nhr-ray run validator.yaml --preset api` reads it (every role named there)
+            judge = _gemini_judge(validate_config(deep_merge(preset_dict("api"), fragment)), seed)
             try:
                 result["heldout_check"] = heldout_report(judge, prof, held, ratings, out, threshold)
             finally:
