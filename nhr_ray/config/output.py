@@ -68,6 +68,11 @@ class SimConfig(Strict):
         default_factory=lambda: {"removal": 1.15, "addition": 1.0, "colour_change": 1.2, "replacement": 0.9, "style": 0.7},
         description="Multiplier on pair_success_mean per category.",
     )
+    judge_error_correlation: float = Field(
+        0.5, ge=0, le=1,
+        description="Correlation of two simulated judges' score errors on one candidate (a shared per-candidate "
+        "ambiguity; backends/sim/quality.py). One judge's own figures do not depend on it.",
+    )
 
     @field_validator("category_difficulty")
     @classmethod

@@ -11,11 +11,12 @@ import time
 
 import numpy as np
 
+from nhr_ray.backends.sim import quality as Q
 from nhr_ray.backends.sim import render as R
 from nhr_ray.backends.sim import tag
 from nhr_ray.backends.sim import world as W
 from nhr_ray.backends.sim.gpu import run_time_shared
-from nhr_ray.backends.sim.perceive import instruction_in, perceive
+from nhr_ray.backends.sim.perceive import instruction_in, perceive, specks_alone
 from nhr_ray.backends.sim.photo_edit import edit_photo
 from nhr_ray.backends.sim.text import SimText
 from nhr_ray.records import item_rng, item_seed, stable_hash
@@ -146,35 +147,37 @@ class SimJudge(_Sim, VisionJudge):
                 ins = instruction_in(r.prompt)
                 key = (r.item_id, ins, id(r.images[0]), id(r.images[1]))
                 if key not in seen:
-                    seen[key] = perceive(r.images[0], r.images[1], ins)
+                    seen[key] = (perceive(r.images[0], r.images[1], ins), Q.latents(r.images[0], r.images[1]))
                 text = self._judge_edit(r, seen[key], rng)
             out.append(Answer(text=text, gpu_seconds=cost))
         self._sleep(total)
         return out
 
     def _judge_alone(self, r: VLMRequest, rng: np.random.Generator) -> str:
+        """The edited image alone: is it pleasing (aesthetics), or its scores (one image, no instruction)."""
+        lat = Q.latents(r.images[0], r.images[0])
+        aes = lat.picture - 2.5 * float(Q._sat(specks_alone(r.images[0]))) - 1.5 * lat.finish[1]
         if r.question == "aesthetics":
-            return _yes_no(rng.random() < AESTHETIC_OK, rng)
-        return _scores_text(rng.uniform(4.6, 5.0), rng.uniform(4.6, 5.0), rng)
+            return _yes_no(bool(Q.pleasing(aes, rng.standard_normal())), rng)
+        return _scores_text(float(Q.on_grid(aes + 0.3 * rng.standard_normal())), float(Q.on_grid(aes)), rng)
 
     def _judge_edit(self, r: VLMRequest, seen, rng: np.random.Generator) -> str:
+        """From what it perceives (perceive.py) and the pair's latents, the truth a careful human would
+        give; then this judge's error model (quality.py): the validator errs as the paper's tuned
+        validator, the pre-filter as Qwen2.5-VL-72B."""
+        p, lat = seen
         role = self.context.role
-        p = (W.VALIDATOR_PASS if role == "validator" else W.PREFILTER_PASS).get(seen.outcome, 0.0)
-        # one pass decision per candidate and judge: its questions agree with each other
-        passed = W.chance(self.context.run_seed, f"{r.item_id}/{role}", "pass", p)
-        if r.question == "unwanted_change":  # an infeasible instruction is never 'only the asked-for change'
-            return _yes_no(passed or (seen.feasible and rng.random() < 0.5), rng)
+        adh, aes = Q.true_quality(p.done, p.outside, p.specks, p.feasible, *lat.finish, lat.picture)
+        if r.question == "unwanted_change":
+            z = Q.normals(lat.key, f"unwanted/{role}", 1)[0]
+            return _yes_no(bool(Q.only_asked_change(p.done, p.outside, p.specks, p.feasible, z)), rng)
         if r.question == "aesthetics":
-            return _yes_no(rng.random() < AESTHETIC_OK, rng)
-        if passed:
-            lo = W.PASS_SCORE_FLOOR.get(role, 4.72)
-            return _scores_text(rng.uniform(lo, 5.0), rng.uniform(lo, 5.0), rng)
-        # a failed edit: the less of the asked-for change it sees done, the lower its adherence
-        hi_floor = 4.0 if role == "prefilter" else 4.7
-        low = float(np.clip(rng.normal(1.6 + 2.2 * np.sqrt(seen.done), 0.35), 1.0, hi_floor - 0.05))
-        if rng.random() < 1.0 - 0.5 * np.sqrt(seen.done):
-            return _scores_text(low, rng.uniform(3.5, 5.0), rng)
-        return _scores_text(rng.uniform(hi_floor, 5.0), rng.uniform(max(low, 2.0), hi_floor - 0.05) if low < hi_floor - 0.05 else hi_floor - 0.1, rng)
+            return _yes_no(bool(Q.pleasing(aes, rng.standard_normal())), rng)
+        j = Q.JUDGES.get(role, Q.VALIDATOR)
+        rho = self.context.sim.judge_error_correlation
+        err = Q.judge_errors(Q.normals(lat.key, "shared"), Q.normals(lat.key, f"own/{role}"), rho, j.halo)
+        a, b = Q.scores(adh, aes, j, err, rng.standard_normal(2), Q.uniform(lat.key, f"lapse/{role}"))
+        return _scores_text(float(a), float(b), rng)
 
 
 def _plausibility(image: np.ndarray) -> str:
@@ -188,7 +191,5 @@ def _plausibility(image: np.ndarray) -> str:
         return "implausible"
     return "missing" if any(not o["present"] for o in state["objects"]) else "clean"
 
-
-AESTHETIC_OK = W.AESTHETIC_OK
 
 __all__ = ["SimText", "SimT2I", "SimEditor", "SimJudge", "item_seed"]

@@ -135,3 +135,10 @@ def _name(changed: float, done: float, outside: float, specks: float) -> str:
     if done >= 0.25:
         return "partial"
     return "wrong_object"
+
+
+def specks_alone(image: np.ndarray) -> float:
+    """Share of an image's pixels that stand out from all their neighbours (isolated specks), as one
+    sees noise in a picture with nothing to compare it to."""
+    med = cv2.medianBlur(np.ascontiguousarray(image), 3)
+    return float(_changed(image, med).mean())
