@@ -5,7 +5,8 @@ budget, with `scheduler.unit=job` (policies that stop pairs need it) plus the de
 `uniform` with `unit=pair` as the reference. Read back from each run's output:
   triplets_per_gpu_hour   kept forward triplets (best-of per pair) / busy GPU-hours spent
   final_per_gpu_hour      all final triplets (forward + inverse + composed) / busy GPU-hours
-  precision               share of kept forward triplets that are truly clean: the simulation's
+  precision               share of kept forward triplets that are truly good (a careful human
+                          would score both axes > 4.0): the simulation's
                           oracle (backends/sim/oracle.py) reads the final images and instruction
   category_tv             total variation between the kept forward triplets' category mix and the
                           `uniform` policy's kept mix in the same run (the issue's definition)
@@ -62,8 +63,7 @@ def measure(out: Path, manifest: dict, cfg) -> dict:
     kept_mix = collections.Counter(t["category"] for t in fwd)
     tv = 0.5 * sum(abs(kept_mix[c] / max(len(fwd), 1) - queue_mix[c] / max(sum(queue_mix.values()), 1))
                    for c in CATEGORIES)  # fmt: skip
-    clean = [oracle.true_outcome(t["source_image"]["bytes"], t["edited_image"]["bytes"], t["edit_instruction"]) == "clean"
-             for t in fwd]  # fmt: skip
+    clean = [oracle.truly_good(t["source_image"]["bytes"], t["edited_image"]["bytes"], t["edit_instruction"]) for t in fwd]
     q = [oracle.pair_q(cfg.seed, cfg.sim, t["attempt_id"].rpartition(".m")[0], t["category"]) for t in fwd]
     sched = manifest["scheduler"]
     hours = sched["ledger"]["busy_gpu_hours"]

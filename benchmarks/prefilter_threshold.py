@@ -11,8 +11,8 @@ Variants:
   "coarse" pre-filter).
 - consistency_4.5: backward consistency at 4.5 (this project's earlier default).
 
-The simulated judges place a passing answer's scores per SPEC Table 7 (backends/sim/world.py,
-PASS_SCORE_FLOOR); the figures are as good as that calibration.
+The simulated judges err as the paper's judges do against humans (Tables 1 and 7; fitted in
+backends/sim/quality.py, measured by benchmarks/sim_judges.py); the figures are as good as that fit.
 """
 
 from __future__ import annotations

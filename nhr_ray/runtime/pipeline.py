@@ -154,8 +154,8 @@ def run(cfg: RunConfig, out_dir: str | Path, watch=None) -> dict[str, Any]:
 
 def simulated_truth(cfg: RunConfig, store) -> dict[str, Any]:
     """For a run whose images the simulation made (t2i and editor on `sim`): the kept set's true
-    precision by kind (share of final triplets truly clean), read by the simulation's oracle from the
-    written triplets after the run; no stage ever reads it."""
+    precision by kind (share of final triplets a careful human would score above 4.0 on both axes), read
+    by the simulation's oracle from the written triplets after the run; no stage ever reads it."""
     if any(cfg.role(r).backend != "sim" for r in ("t2i", "editor")):
         return {}
     from nhr_ray.backends.sim.oracle import TRIPLET_COLUMNS, kept_precision

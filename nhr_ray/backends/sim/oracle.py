@@ -1,6 +1,7 @@
-"""SIMULATION, for tests and benchmarks only (the pipeline never calls it): the truth about what the
-simulation made, read from the final images and words (perceive.py, without a judge's noise) and
-from the world's own draws (how hard a pair is)."""
+"""SIMULATION, for tests, benchmarks and a simulated run's manifest only (no stage and no judge calls it): the truth about what the
+simulation made, read from the final images and words (perceive.py and quality.py, without a judge's
+error) and from the world's own draws (how hard a pair is). A triplet is truly good when a careful
+human would score it above 4.0 on both axes (the paper's positive class)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from nhr_ray.backends.sim import quality as Q
 from nhr_ray.backends.sim import world as W
 from nhr_ray.backends.sim.perceive import perceive
 from nhr_ray.io.images import decode
@@ -20,6 +22,19 @@ def true_outcome(source: bytes, edited: bytes, instruction: str) -> str:
     return perceive(decode(source, MAX_PIXELS), decode(edited, MAX_PIXELS), instruction).outcome
 
 
+def true_scores(source: bytes, edited: bytes, instruction: str) -> tuple[float, float]:
+    """(adherence, aesthetics) a careful human gives the triplet, from the encoded images."""
+    src, out = decode(source, MAX_PIXELS), decode(edited, MAX_PIXELS)
+    p, lat = perceive(src, out, instruction), Q.latents(src, out)
+    adh, aes = Q.true_quality(p.done, p.outside, p.specks, p.feasible, *lat.finish, lat.picture)
+    return float(adh), float(aes)
+
+
+def truly_good(source: bytes, edited: bytes, instruction: str) -> bool:
+    adh, aes = true_scores(source, edited, instruction)
+    return adh > Q.HUMAN_POSITIVE and aes > Q.HUMAN_POSITIVE
+
+
 def pair_q(run_seed: int, sim, pair_id: str, category: str) -> float:
     """The world's per-attempt clean probability of a feasible (image, instruction) pair."""
     cat = {"removal_all": "removal", "other": "addition"}.get(category, category)
@@ -28,10 +43,11 @@ def pair_q(run_seed: int, sim, pair_id: str, category: str) -> float:
 
 def kept_precision(rows) -> dict[str, float | None]:
     """Share of final triplets (rows with kind, source_image, edited_image, edit_instruction) that are
-    truly clean, by kind and overall: the honest precision of a simulated run's kept set."""
+    truly good (a careful human scores both axes above 4.0), by kind and overall: the honest
+    precision of a simulated run's kept set."""
     by_kind: dict[str, list[bool]] = {}
     for r in rows:
-        ok = true_outcome(r["source_image"]["bytes"], r["edited_image"]["bytes"], r["edit_instruction"]) == "clean"
+        ok = truly_good(r["source_image"]["bytes"], r["edited_image"]["bytes"], r["edit_instruction"])
         by_kind.setdefault(r["kind"], []).append(ok)
     out: dict[str, float | None] = {k: round(sum(v) / len(v), 4) for k, v in sorted(by_kind.items())}
     every = [x for v in by_kind.values() for x in v]

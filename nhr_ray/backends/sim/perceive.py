@@ -17,6 +17,8 @@ wrong, and it is the same whoever holds it (judges, and the sim-only oracle test
 from __future__ import annotations
 
 import copy
+import functools
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -88,7 +90,21 @@ class Perceived:
 
 
 def _changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=2) > THRESHOLD
+    d = cv2.absdiff(np.ascontiguousarray(a), np.ascontiguousarray(b))
+    return np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2]) > THRESHOLD
+
+
+@functools.lru_cache(maxsize=128)
+def _rendered(state_json: str, texture_seed: int) -> np.ndarray:
+    """A scene's pixels (render.py is deterministic), kept for the next candidate of the same source
+    or instruction: a judge sees a source's k x M candidates in a row. Read-only."""
+    img = R.render(json.loads(state_json), texture_seed)
+    img.flags.writeable = False
+    return img
+
+
+def _render(state: dict[str, Any], texture_seed: int) -> np.ndarray:
+    return _rendered(json.dumps(state, sort_keys=True), texture_seed)
 
 
 def _photo_region(instruction: str, h: int, w: int) -> np.ndarray:
@@ -110,8 +126,8 @@ def perceive(source: np.ndarray, edited: np.ndarray, instruction: str) -> Percei
     if scene is not None:
         state, tex = scene["state"], scene["texture_seed"]
         want, feasible = expected_state(state, instruction)
-        expected = R.render(want, tex) if feasible else None
-        e = _changed(R.render(state, tex), expected) if feasible else np.zeros_like(d)
+        expected = _render(want, tex) if feasible else None
+        e = _changed(_render(state, tex), expected) if feasible else np.zeros_like(d)
         ok = ~_changed(edited, expected) if feasible else np.zeros_like(d)
     else:  # a photo: the box the instruction names should change, nothing else
         feasible = W.parse_instruction(instruction) is not None
