@@ -37,7 +37,7 @@ from nhr_ray.backends.sim import quality as Q
 from nhr_ray.backends.sim.perceive import perceive
 from nhr_ray.config import load_config
 from nhr_ray.judges.profiles import role_profile
-from nhr_ray.products.calibrate import calibrate
+from nhr_ray.products.calibrate import calibrate, spearman
 from nhr_ray.records import Job
 from nhr_ray.stages import table
 
@@ -77,7 +77,7 @@ def truth_of(c: dict) -> dict:
     p = perceive(c["source"], c["edited"], c["instruction"])
     lat = Q.latents(c["source"], c["edited"])
     adh, aes = Q.true_quality(p.done, p.outside, p.specks, p.feasible, *lat.finish, lat.picture)
-    return {"adh": float(adh), "aes": float(aes), "key": lat.key}
+    return {"adh": float(adh), "aes": float(aes), "lat": lat}
 
 
 def stratified(cands: list[dict], truths: list[dict], rng: np.random.Generator) -> list[int]:
@@ -129,22 +129,18 @@ def model_figures(j: Q.ScoreJudge, adh, aes, shared, own, noise, lapse_u) -> dic
     """The same figures from the vectorised model (for --fit), against the truth itself."""
     s_adh, s_aes = Q.scores(adh, aes, j, Q.judge_errors(shared, own, 0.5, j.halo), noise, lapse_u)
 
-    def rho(a, b):
-        ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-        return float(np.corrcoef(ra, rb)[0, 1])
-
     pos, pred = (adh > 4) & (aes > 4), (s_adh >= 4.7) & (s_aes >= 4.7)
-    return {"adherence_mae": float(np.abs(s_adh - adh).mean()), "adherence_spearman": rho(s_adh, adh),
-            "aesthetics_mae": float(np.abs(s_aes - aes).mean()), "aesthetics_spearman": rho(s_aes, aes),
+    return {"adherence_mae": float(np.abs(s_adh - adh).mean()), "adherence_spearman": spearman(s_adh, adh),
+            "aesthetics_mae": float(np.abs(s_aes - aes).mean()), "aesthetics_spearman": spearman(s_aes, aes),
             "precision": float((pos & pred).sum() / max(pred.sum(), 1)), "recall": float((pos & pred).sum() / max(pos.sum(), 1))}  # fmt: skip
 
 
 def fit(role: str, truths: list[dict]) -> Q.ScoreJudge:
     adh, aes = np.array([t["adh"] for t in truths]), np.array([t["aes"] for t in truths])
-    shared = np.stack([Q.normals(t["key"], "shared") for t in truths])
-    own = np.stack([Q.normals(t["key"], f"own/{role}") for t in truths])
+    draws = [Q.error_draws(t["lat"], role) for t in truths]
+    shared, own = np.stack([d[0] for d in draws]), np.stack([d[1] for d in draws])
     noise = np.random.default_rng(5).standard_normal((len(truths), 2))
-    lapse_u = np.array([Q.uniform(t["key"], f"lapse/{role}") for t in truths])
+    lapse_u = np.array([Q.uniform(t["lat"].key, f"lapse/{role}") for t in truths])
     target = PAPER[role]
 
     def loss(j):
@@ -152,7 +148,7 @@ def fit(role: str, truths: list[dict]) -> Q.ScoreJudge:
         return sum(((f[k] - target[k]) / 0.02) ** 2 for k in target)
 
     j = Q.JUDGES[role]
-    params = [("offset", 0), ("offset", 1), ("slope", 0), ("slope", 1), ("sigma", 0), ("sigma", 1), ("halo", None), ("lapse", None)]
+    params = [("offset", 0), ("offset", 1), ("slope", 0), ("slope", 1), ("sigma", 0), ("sigma", 1), ("halo", None), ("lapse", None), ("hetero", None)]
     step = 0.1
     best = loss(j)
     while step > 0.004:
@@ -161,14 +157,14 @@ def fit(role: str, truths: list[dict]) -> Q.ScoreJudge:
             for d in (step, -step):
                 v = getattr(j, name)
                 cand = replace(j, **{name: (v + d if k is None else tuple(x + d if i == k else x for i, x in enumerate(v)))})
-                if cand.halo < 0 or cand.halo > 0.95 or not 0 <= cand.lapse <= 0.4 or min(cand.sigma) <= 0 or min(cand.slope) <= 0:
+                if cand.halo < 0 or cand.halo > 0.95 or not 0 <= cand.lapse <= 0.4 or not 0 <= cand.hetero <= 0.9 or min(cand.sigma) <= 0 or min(cand.slope) <= 0:
                     continue
                 lo = loss(cand)
                 if lo < best:
                     j, best, improved = cand, lo, True
         if not improved:
             step /= 2
-    print(json.dumps({"role": role, "fitted": {k: getattr(j, k) for k in ("offset", "slope", "sigma", "halo", "lapse")},
+    print(json.dumps({"role": role, "fitted": {k: getattr(j, k) for k in ("offset", "slope", "sigma", "halo", "lapse", "hetero")},
                       "model": {k: round(v, 3) for k, v in model_figures(j, adh, aes, shared, own, noise, lapse_u).items()}}),
           file=sys.stderr)  # fmt: skip
     return j

@@ -6,7 +6,7 @@ wrong image, another pair's instruction or the images swapped shows in what it a
 import numpy as np
 import pytest
 
-from nhr_ray.backends.sim import tag
+from nhr_ray.backends.sim import oracle, tag
 from nhr_ray.backends.sim import world as W
 from nhr_ray.backends.sim.perceive import instruction_in, perceive
 from nhr_ray.config import load_config
@@ -34,33 +34,30 @@ def edits():
     return [(r.image, r.instruction, a.image) for r, a in zip(reqs, ed.edit(reqs))]
 
 
-def _pass_rate(judge, triples) -> float:
+def _passes(judge, triples) -> np.ndarray:
     reqs = [VLMRequest(f"a{n}", "edit_scores", f"Instruction: {ins}\n", [src, out]) for n, (src, ins, out) in enumerate(triples)]
     scores = [parse_scores(a.text).value for a in judge.ask(reqs)]
-    return float(np.mean([s["adherence"] >= 4.7 and s["aesthetics"] >= 4.7 for s in scores]))
-
-
-def test_the_scene_travels_in_the_pixels_and_only_losslessly():
-    img = backend("t2i").generate([T2IRequest("S1.n00", PROMPT, 1, 192, 128)])[0].image
-    scene = tag.read(img)
-    assert [o["name"] for o in scene["state"]["objects"]] == ["apple", "mug", "vase"]
-    assert tag.read(decode(encode(img, "png"), 10**7)) == scene  # survives a lossless round trip
-    assert tag.read(np.ascontiguousarray(img[:, ::-1])) is None  # a mirrored (any transformed) image: untagged
-    photo = np.random.default_rng(0).integers(0, 256, (128, 192, 3), np.uint8)
-    assert tag.read(photo) is None
+    return np.array([s["adherence"] >= 4.7 and s["aesthetics"] >= 4.7 for s in scores])
 
 
 def test_the_validator_judges_the_images_and_instruction_it_is_handed(edits):
+    """Of the truly good candidates (oracle: a careful human scores both axes above 4.0), the fallible
+    validator passes about 0.45 when handed them as they are (the paper's tuned validator: recall
+    0.446), and under 0.1 when handed another edit of the same source, the images swapped or another
+    instruction: what it passes then is its lapses (quality.py), not what it was asked about."""
+    good = np.array([oracle.truly_good(encode(s), encode(o), i) for s, i, o in edits])
     judge = backend("validator")
-    right = _pass_rate(judge, edits)
-    # every candidate handed the edited image of another instruction on the same source
-    other = [edits[n - n % 15 + (n % 15 + 5) % 15] for n in range(len(edits))]
-    wrong_image = _pass_rate(judge, [(s, i, o2) for (s, i, _), (_, _, o2) in zip(edits, other)])
-    swapped = _pass_rate(judge, [(o, i, s) for s, i, o in edits])
-    other_instruction = _pass_rate(judge, [(s, INSTR[(INSTR.index(i) + 1) % 3], o) for s, i, o in edits])
-    assert right > 0.08, right  # the world's editor succeeds now and then
-    for name, rate in {"wrong image": wrong_image, "swapped": swapped, "other instruction": other_instruction}.items():
-        assert rate < 0.25 * right, (name, rate, right)
+    recall = {}
+    other = [edits[n - n % 15 + (n % 15 + 5) % 15] for n in range(len(edits))]  # same source, another instruction's edit
+    for name, triples in {"right": edits,
+                          "wrong image": [(s, i, o2) for (s, i, _), (_, _, o2) in zip(edits, other)],
+                          "swapped": [(o, i, s) for s, i, o in edits],
+                          "other instruction": [(s, INSTR[(INSTR.index(i) + 1) % 3], o) for s, i, o in edits]}.items():  # fmt: skip
+        recall[name] = float((_passes(judge, triples) & good).sum() / good.sum())
+    assert good.sum() >= 60, good.sum()  # enough good candidates that a recall is measured to +-0.06
+    assert 0.3 < recall["right"] < 0.6, recall
+    for name in ("wrong image", "swapped", "other instruction"):
+        assert recall[name] < 0.35 * recall["right"], (name, recall)
 
 
 def test_a_clean_edit_is_perceived_clean_and_its_inverse_undoes_it(edits):
@@ -103,3 +100,25 @@ def test_the_instruction_is_read_from_the_prompt_it_is_given():
         == "Remove the red apple on the left."
     assert instruction_in('The edit was asked as "Make the mug on the right purple." Rate it.') == "Make the mug on the right purple."
     assert W.parse_instruction(instruction_in("no instruction here")) is None
+
+
+def test_the_prefilters_yes_no_questions_reject_what_they_should(edits):
+    """'Only the asked-for change?' says no to most edits that changed something else (collateral drift,
+    the wrong object) and yes to most clean ones; 'is it pleasing?' (the edited image alone) says no
+    to most images strewn with specks. Each answer comes from the images and words handed over."""
+    from nhr_ray.parsing import parse_yes_no
+
+    judge = backend("prefilter")
+    kinds = [perceive(s, o, i).outcome for s, i, o in edits]
+    only = judge.ask([VLMRequest(f"u{n}", "unwanted_change", f"Instruction: {i}\nWas only this change made?", [s, o])
+                      for n, (s, i, o) in enumerate(edits)])  # fmt: skip
+    pleasing = judge.ask([VLMRequest(f"p{n}", "aesthetics", "Is this image pleasing?", [o]) for n, (_, _, o) in enumerate(edits)])
+
+    def yes_rate(answers, kind):
+        got = [parse_yes_no(a.text).value for a, k in zip(answers, kinds) if k == kind]
+        assert len(got) >= 15, (kind, len(got))
+        return sum(got) / len(got)
+
+    assert yes_rate(only, "clean") > 0.85
+    assert yes_rate(only, "collateral_drift") < 0.4 and yes_rate(only, "wrong_object") < 0.2
+    assert yes_rate(pleasing, "clean") > 0.8 and yes_rate(pleasing, "scattered_noise") < 0.3

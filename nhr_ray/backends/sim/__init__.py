@@ -156,7 +156,7 @@ class SimJudge(_Sim, VisionJudge):
     def _judge_alone(self, r: VLMRequest, rng: np.random.Generator) -> str:
         """The edited image alone: is it pleasing (aesthetics), or its scores (one image, no instruction)."""
         lat = Q.latents(r.images[0], r.images[0])
-        aes = lat.picture - 2.5 * float(Q._sat(specks_alone(r.images[0]))) - 1.5 * lat.finish[1]
+        aes = lat.picture - 2.5 * float(Q._sat(max(specks_alone(r.images[0]) - 0.03, 0.0), 0.01)) - lat.finish[1]
         if r.question == "aesthetics":
             return _yes_no(bool(Q.pleasing(aes, rng.standard_normal())), rng)
         return _scores_text(float(Q.on_grid(aes + 0.3 * rng.standard_normal())), float(Q.on_grid(aes)), rng)
@@ -175,7 +175,7 @@ class SimJudge(_Sim, VisionJudge):
             return _yes_no(bool(Q.pleasing(aes, rng.standard_normal())), rng)
         j = Q.JUDGES.get(role, Q.VALIDATOR)
         rho = self.context.sim.judge_error_correlation
-        err = Q.judge_errors(Q.normals(lat.key, "shared"), Q.normals(lat.key, f"own/{role}"), rho, j.halo)
+        err = Q.judge_errors(*Q.error_draws(lat, role), rho, j.halo)
         a, b = Q.scores(adh, aes, j, err, rng.standard_normal(2), Q.uniform(lat.key, f"lapse/{role}"))
         return _scores_text(float(a), float(b), rng)
 

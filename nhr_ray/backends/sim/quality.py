@@ -7,10 +7,12 @@ draw but a person would see, read from a digest of the two images (`Latents`: ho
 finished on each axis, how pleasing the picture is). An inverse triplet (the same two images) has
 the same latents as its forward twin. sat(x, s) = 1 - exp(-x / s):
 
-    adherence  = 1 + 4 done [feasible] - 2.6 sat(outside, .02) - 2.5 sat(specks, .02) - 1.5 finish_adh
+    adherence  = 1 + 4 done [feasible] - 2.6 sat(outside, .02) - 2.5 sat(specks, .02) - 1.2 finish_adh
     aesthetics = picture - 2.5 sat(specks, .02) - 3 done max(.9 - done, 0) [feasible] - finish_aes
 
-A score judge maps each axis through 3 + offset + slope (truth - 3) and adds sigma e + jitter n, then
+A score judge maps each axis through 3 + offset + slope (truth - 3) and adds sd e + jitter n, with
+sd = sigma (1 - hetero min(1, max(0, (truth - 3) / 2))^2) (an excellent edit is judged more
+consistently than a mediocre or failed one, as with real VLM judges), then
 lands on a 0.05 grid (so every threshold, 4.0, 4.5, 4.7, is a reachable score crossed both ways):
     e = sqrt(rho) shared + sqrt(1 - rho) own     (per axis; aesthetics mixes in adherence's by `halo`)
 `shared` is the pair's ambiguity, the same for every judge; `own` is this judge's view of the pair
@@ -39,11 +41,15 @@ GRID = 0.05
 HUMAN_POSITIVE = 4.0  # the paper's positive class: both human scores above this
 
 
+FINISH_SCENE = 0.9  # share of the finish latent's variance that is the scene's
+
+
 @dataclass(frozen=True)
 class Latents:
     finish: tuple[float, float]  # (adherence, aesthetics) flaws of execution, 0..1
     picture: float  # how pleasing the pair's picture is, 1..5
     key: bytes  # digest of the unordered image pair: seeds every judge's view of it
+    scene: bytes  # the scene both images show (its texture seed, read from the pixels), else `key`
 
 
 def _digest(img: np.ndarray) -> bytes:
@@ -65,11 +71,18 @@ def normals(key: bytes, label: str, n: int = 2) -> np.ndarray:
 
 
 def latents(source: np.ndarray, edited: np.ndarray) -> Latents:
+    from nhr_ray.backends.sim import tag
+
     key = b"".join(sorted((_digest(source), _digest(edited))))
-    u = _uniforms(key, "truth", 2)
+    seen = tag.read(source) or tag.read(edited)
+    scene = f"scene:{seen['texture_seed']}".encode() if seen else key
+    u = _uniforms(scene, "truth", 2)  # the picture is the scene's
     picture = float(np.clip(4.65 + 0.3 * NormalDist().inv_cdf(min(max(u[1], 1e-9), 1 - 1e-9)), 1.0, 5.0))
-    f = _uniforms(key, "finish", 2) ** 1.5  # mostly small, now and then a poorly finished edit
-    return Latents((float(f[0]), float(f[1])), picture, key)
+    # mostly small, now and then a poorly finished edit; much of it is the scene's (some pictures are
+    # hard to edit cleanly, whatever the seed), the rest the candidate's
+    z = np.sqrt(FINISH_SCENE) * normals(scene, "finish") + np.sqrt(1 - FINISH_SCENE) * normals(key, "finish")
+    f = np.array([NormalDist().cdf(float(x)) for x in z]) ** 2.5
+    return Latents((float(f[0]), float(f[1])), picture, key, scene)
 
 
 def _sat(x, s=0.02):
@@ -80,7 +93,7 @@ def true_quality(done, outside, specks, feasible, finish_adh, finish_aes, pictur
     """(adherence, aesthetics) a careful human gives (module docstring); arrays or scalars."""
     d = np.asarray(done, float) * np.asarray(feasible, float)
     out, spk = _sat(outside), _sat(specks)
-    adh = 1 + 4 * d - 2.6 * out - 2.5 * spk - 1.5 * np.asarray(finish_adh, float)
+    adh = 1 + 4 * d - 2.6 * out - 2.5 * spk - 1.2 * np.asarray(finish_adh, float)
     aes = np.asarray(picture, float) - 2.5 * spk - 3 * d * np.maximum(0.9 - d, 0) - 1.0 * np.asarray(finish_aes, float)
     return np.clip(adh, 1, 5), np.clip(aes, 1, 5)
 
@@ -97,8 +110,22 @@ class ScoreJudge:
     slope: tuple[float, float]
     sigma: tuple[float, float]
     halo: float = 0.3
-    jitter: float = 0.12
+    jitter: float = 0.04
+    hetero: float = 0.0  # how much less it errs on excellent edits: sigma (1 - hetero min(1, max(0, (t - 3) / 2))^2)
     lapse: float = 0.0  # share of candidates it takes as done (adherence seen near 5): a VLM "seeing" an edit
+
+
+SCENE_SHARE = 0.95  # of a judge's error, the part it makes on the scene (all its candidates), not the candidate
+
+
+def error_draws(lat: Latents, judge: str) -> tuple[np.ndarray, np.ndarray]:
+    """(shared, own) standard normals per axis for one judge on one candidate: each is part scene
+    (SCENE_SHARE: a judge misreads a scene the same way in every candidate of it, so its passes
+    cluster in sources, as the paper's 2.8 passing attempts per successful pair need) and part pair."""
+    c = np.sqrt(SCENE_SHARE), np.sqrt(1 - SCENE_SHARE)
+    shared = c[0] * normals(lat.scene, "shared") + c[1] * normals(lat.key, "shared")
+    own = c[0] * normals(lat.scene, f"own/{judge}") + c[1] * normals(lat.key, f"own/{judge}")
+    return shared, own
 
 
 def judge_errors(shared: np.ndarray, own: np.ndarray, rho: float, halo: float) -> np.ndarray:
@@ -114,16 +141,18 @@ def scores(truth_adh, truth_aes, j: ScoreJudge, err: np.ndarray, noise: np.ndarr
     seen_adh = np.where(np.asarray(lapse_u) < j.lapse, 4.9, truth_adh)
     out = []
     for k, t in enumerate((seen_adh, truth_aes)):
-        v = 3 + j.offset[k] + j.slope[k] * (np.asarray(t, float) - 3) + j.sigma[k] * err[..., k] + j.jitter * noise[..., k]
+        t = np.asarray(t, float)
+        sd = j.sigma[k] * (1 - j.hetero * np.clip((t - 3) / 2, 0, 1) ** 2)
+        v = 3 + j.offset[k] + j.slope[k] * (t - 3) + sd * err[..., k] + j.jitter * noise[..., k]
         out.append(on_grid(v))
     return out[0], out[1]
 
 
 # Fitted by benchmarks/sim_judges.py --fit. The paper's fine-tuned validator (Table 1: adherence MAE 0.503,
 # rho 0.815; aesthetics MAE 0.568, rho 0.631; Table 7 at 4.7: precision 0.834, recall 0.446):
-VALIDATOR = ScoreJudge(offset=(-0.01, 0.09), slope=(1.39, 1.21), sigma=(0.75, 0.82), halo=0.31, lapse=0.10)
+VALIDATOR = ScoreJudge(offset=(-0.75, 0.35), slope=(1.26, 1.74), sigma=(0.90, 0.84), halo=0.15, lapse=0.01, hetero=0.02)
 # Qwen2.5-VL-72B, the pre-filter (MAE 0.961 / 0.839, rho 0.551 / 0.361; precision 0.571, recall 0.483):
-PREFILTER = ScoreJudge(offset=(0.78, 0.51), slope=(0.83, 0.90), sigma=(1.31, 1.51), halo=0.95, lapse=0.13)
+PREFILTER = ScoreJudge(offset=(1.59, 0.47), slope=(0.52, 0.52), sigma=(1.16, 1.74), halo=0.95, lapse=0.09, hetero=0.30)
 JUDGES = {"validator": VALIDATOR, "prefilter": PREFILTER}
 
 

@@ -168,7 +168,7 @@ def render_outcome(
         outcome = "partial"
     goal = apply_edit(state, parsed, target)
     edited = render(goal, texture_seed)
-    if outcome == "partial":  # half of what the edit changes: of its target, of an added object, or of the picture
+    if outcome == "partial":  # a share (0.3-0.8) of what the edit changes: of its target, of an added object, or of the picture
         if target is not None:
             x0, y0, x1, y1 = object_box(state, state["objects"][target])
         elif parsed is not None and parsed[0] == "addition":
@@ -176,15 +176,18 @@ def render_outcome(
         else:
             x0, y0, x1, y1 = 0, 0, edited.shape[1], edited.shape[0]
         out = src.copy()
-        xm = (x0 + x1) // 2
+        xm = x0 + int(round((x1 - x0) * rng.uniform(0.3, 0.8)))
         out[y0:y1, x0:xm] = edited[y0:y1, x0:xm]
         return vae_noise(out, rng), state
     if outcome == "collateral_drift":
         others = [i for i in present if i != target]
         if others:
             j = int(rng.choice(others))
-            goal["objects"][j]["colour"] = "pink" if goal["objects"][j]["colour"] != "pink" else "teal"
-            edited = render(goal, texture_seed)
+            drift = copy.deepcopy(goal)
+            drift["objects"][j]["colour"] = "pink" if goal["objects"][j]["colour"] != "pink" else "teal"
+            x0, y0, x1, y1 = object_box(goal, goal["objects"][j])  # a share (0.35-1) of another object recoloured
+            xm = x0 + int(round((x1 - x0) * rng.uniform(0.35, 1.0)))
+            edited[y0:y1, x0:xm] = render(drift, texture_seed)[y0:y1, x0:xm]
         else:
             edited = np.clip(edited.astype(np.int16) + 45, 0, 255).astype(np.uint8)
     out = vae_noise(edited, rng)
