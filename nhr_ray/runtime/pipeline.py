@@ -21,6 +21,7 @@ from nhr_ray.runtime.funnel import format_table
 from nhr_ray.runtime.outdir import NothingToDo, Output, RunError, now, open_output, prepare
 from nhr_ray.runtime.ratelimit import close_spend_ledger, open_spend_ledger
 from nhr_ray.stages import table
+from nhr_ray.testing import faults
 
 __all__ = ["NothingToDo", "RunError", "open_output", "preflight", "run"]
 
@@ -94,6 +95,9 @@ def run(cfg: RunConfig, out_dir: str | Path, watch=None) -> dict[str, Any]:
     same config and out_dir after a crash resumes the run; with a larger budget after it finished,
     extends it (NothingToDo when nothing is left). watch (benchmarks): started(miner), mined(miner)."""
     preflight(cfg)
+    fault = faults.active()
+    if fault:
+        log.warning("TEST FAULT %r is on (%s): this run's data is wrong on purpose", fault, faults.ENV)
     output = open_output(cfg, str(out_dir))
     store = output.store
     started_at = now()
@@ -126,6 +130,7 @@ def run(cfg: RunConfig, out_dir: str | Path, watch=None) -> dict[str, Any]:
             "started": started_at, "ended": now(), "resumed": output.mode == "resumed",
             "triplets": sum(v for k, v in counts.items() if k.startswith("final_"))}  # fmt: skip
     manifest = {
+        **({"test_fault": fault} if fault else {}),  # a fault injected on purpose (testing/faults.py)
         "simulated_roles": funnel["simulated_roles"],
         "config": cfg.model_dump(mode="json"),
         "versions": versions(),
