@@ -40,6 +40,8 @@ def flat(f: dict) -> dict[str, float]:
     """The figures as numbers (None: 0), nested ones dotted."""
     out = {}
     for k, v in f.items():
+        if k in ("fault", "fault_notes", "seed", "wall_s"):
+            continue
         if isinstance(v, dict):
             out.update({f"{k}.{kk}": vv or 0 for kk, vv in v.items()})
         elif isinstance(v, (int, float)) or v is None:
@@ -66,7 +68,7 @@ def main() -> None:
     finally:
         cluster.shutdown()
     clean = [flat(r) for r in runs if r["fault"] is None]
-    spread = {k: round(max(c[k] for c in clean) - min(c[k] for c in clean), 4) for k in clean[0] if k not in ("seed", "wall_s")}
+    spread = {k: round(max(c[k] for c in clean) - min(c[k] for c in clean), 4) for k in clean[0]}
     base = clean[0]
     changes = {r["fault"]: {k: round(v - base[k], 4) for k, v in flat(r).items() if k in spread and v != base[k]}
                for r in runs if r["fault"]}  # fmt: skip

@@ -2,9 +2,30 @@
 test-only hook (NHR_RAY_TEST_FAULT), must move a measured figure (nhr_ray/testing/wiring.py: kept
 counts, and true precision read by the simulation's oracle) far beyond run-to-run noise.
 
-NOISE_AND_EFFECTS
+Measured with `python benchmarks/wiring_faults.py --set prefilter.enabled=false` (12 scenes, this
+module's config; seeds 0-5 clean, each fault at seed 0), on the simulation of 2026-11-30:
 
-The stage-level tests below pin what each fault does to the requests a judge is sent (what the
+    figure (clean, seeds 0-5)                        spread  fault at seed 0 (clean: seed 0)      change / spread
+    validated_precision  .954 .903 .978 .971 .961 .983  .080  wrong_image        .954 -> .714       3.0
+    pass_share           .251 .295 .303 .260 .322 .315  .071  other_instruction  .251 -> .004       3.5
+                                                              swapped            .251 -> .004       3.5
+    inverse_kept_share   .840 .730 .929 .773 .926 .750  .199  unrelated_inverse  .840 -> .040       4.0
+    junk_at_validator    10 8 5 13 8 7                   8    lowlevel_off       10 -> 111          12.6
+
+(spread: max - min over the six seeds, about 2.5 standard deviations). Each test asserts its
+fault's change exceeds MARGIN = 2 spreads (about 5 standard deviations). Runs are deterministic
+for a seed, so the clean seed-0 run is the fault runs' exact counterfactual. Where the figures
+move beyond these (wrong_image also drops final forwards 21 -> 12: backward consistency catches
+most of what the validator let through; other_instruction and swapped keep 1 of 259 candidates and
+no final triplet; unrelated_inverse keeps 1 of 25 inverses, precision 0), see the benchmark's JSON.
+Re-measure and update SPREAD when the simulation's judges change.
+
+strict_threshold (`>` for `>=`) moves nothing at run level today: the simulated validator never
+scores a passing candidate exactly on 4.7 (its passes lie at >= 4.72; the benchmark's
+`at_threshold` finds 0-2 candidates per run at exactly 4.7 on one axis, all failing on the other),
+so it is tested at stage level below.
+
+The stage-level tests pin what each judge fault does to the requests a judge is sent (what the
 OpenAI SDK actually posted to a local server), and the `>`-instead-of-`>=` fault, which moves only
 candidates scored exactly on a threshold, on crafted answers at 4.7 and one 0.05 step either side.
 """
@@ -19,6 +40,7 @@ from nhr_ray.backends.openai_vlm import data_uri
 from nhr_ray.config import validate_config
 from nhr_ray.records import Attempt, Instruction, Job, Source
 from nhr_ray.roles import ROLE_KINDS
+from nhr_ray.stages.table import spec
 from nhr_ray.stages.validation import ValidationStage
 from nhr_ray.testing import faults
 from nhr_ray.testing.fake_api import FakeAPIServer, prompt_text
@@ -125,24 +147,67 @@ def test_a_fault_is_named_and_only_hits_its_own_stage(monkeypatch):
 
 # ----- whole runs: each fault against a clean run of the same config and seed -------------------------
 
-RUN_FAULTS = ("wrong_image", "other_instruction", "swapped", "unrelated_inverse", "lowlevel_off")
+# the soft pre-filter off: the low-level check then sees the junk it exists to stop (behind the
+# pre-filter it sees about 2 % junk, 3 of 153 candidates at seed 0: too few to measure at this size)
+RUN_SETS = {"seed": 0, "prefilter.enabled": False}
+# max - min of each figure over clean runs at seeds 0-5, this config (benchmarks/wiring_faults.py;
+# the module docstring has the numbers); a fault must move its figure by more than MARGIN times that
+SPREAD = {"validated_precision": 0.0796, "pass_share": 0.0712, "inverse_kept_share": 0.1989, "junk_at_validator": 8}
+MARGIN = 2
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """A clean run and one per fault, each its own Ray job on one shared local cluster."""
+def cluster():
+    """One local Ray cluster; each run is its own Ray job on it, so each gets its own fault."""
     import ray
     from ray.cluster_utils import Cluster
 
+    if ray.is_initialized():
+        ray.shutdown()
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 16, "num_gpus": 16, "include_dashboard": False})
+    yield c
+    c.shutdown()
+
+
+def _run(cluster, out, fault: str | None) -> dict:
     from conftest import small_config
     from nhr_ray.testing.wiring import faulted_run
 
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 16, "num_gpus": 16, "include_dashboard": False})
-    try:
-        cfg = small_config(**RUN_SETS)
-        base = tmp_path_factory.mktemp("wiring")
-        return {f: faulted_run(cfg, base / (f or "clean"), f, cluster.address) for f in (None, *RUN_FAULTS)}
-    finally:
-        cluster.shutdown()
+    return faulted_run(small_config(**RUN_SETS), out, fault, cluster.address)
+
+
+@pytest.fixture(scope="module")
+def clean(cluster, tmp_path_factory):
+    return _run(cluster, tmp_path_factory.mktemp("wiring") / "clean", None)
+
+
+def test_a_clean_run_records_no_fault(clean):
+    assert clean["fault"] is None and clean["fault_notes"] == {}  # faulted_run checked manifest.json too
+
+
+# each fault, the figure it must move and in which direction
+MOVES = [
+    ("wrong_image", "validated_precision", -1),  # the validator, judging another attempt's edit, keeps worse edits
+    ("other_instruction", "pass_share", -1),  # reading another pair's instruction, it passes almost nothing
+    ("swapped", "pass_share", -1),  # handed source and edit swapped, likewise
+    ("unrelated_inverse", "inverse_kept_share", -1),  # unrelated inverse instructions fail backward consistency
+    ("lowlevel_off", "junk_at_validator", +1),  # without the low-level check, junk edits reach the validator
+]
+
+
+@pytest.mark.parametrize("fault, figure, sign", MOVES, ids=[m[0] for m in MOVES])
+def test_each_fault_moves_its_figure_far_beyond_seed_noise(cluster, clean, tmp_path, fault, figure, sign):
+    bad = _run(cluster, tmp_path / fault, fault)  # manifest.json's test_fault checked by faulted_run
+    stage = faults.FAULTS[fault].stage
+    # a streaming stage's funnel row counts the fault; final stages' rows are rebuilt from their verdicts
+    assert list(bad["fault_notes"]) == ([f"{stage}:TEST_FAULT_{fault}"] if spec(stage).phase == "stream" else [])
+    change = sign * (bad[figure] - clean[figure])
+    assert change > MARGIN * SPREAD[figure], (change, SPREAD[figure], bad, clean)
+
+
+def test_a_faulted_runs_last_line_says_so():
+    from nhr_ray.cli import run_summary
+
+    m = {"triplets": {}, "wall_seconds": 1.0, "gpu_hours": {"busy_gpu_hours": 0.0}, "test_fault": "swapped"}
+    assert run_summary(m, "OUT").endswith(" (TEST FAULT swapped: wrong on purpose)")
+    assert "TEST FAULT" not in run_summary({**m, "test_fault": None}, "OUT")

@@ -3,9 +3,10 @@ figure (tests/test_wiring_faults.py, benchmarks/wiring_faults.py; issue 17).
 
 A fault is switched on by the environment variable NHR_RAY_TEST_FAULT=<name>, never by a config: the
 stage actor (runtime/actors.py) installs it into the stage it hosts, once, at setup; the pipeline
-hands the variable on to the cluster's workers and records it in manifest.json (`test_fault`), and
-every batch a faulted stage processes counts a `TEST_FAULT_<name>` note in its funnel row, so a
-faulted run can never pass for a real one. Each fault sits at the boundary between a stage and the
+hands the variable on to the cluster's workers and records it in manifest.json (`test_fault`) and
+on its last line, and every batch a faulted streaming stage processes counts a `TEST_FAULT_<name>`
+note in its funnel row (the final stages' rows are rebuilt from their verdicts), so a faulted run
+can never pass for a real one. Each fault sits at the boundary between a stage and the
 model role it holds (the requests it sends, the answers it gets) or in that stage's own copy of its
 config section; production code is untouched.
 
@@ -40,8 +41,9 @@ def _pair(item_id: str) -> str:
 
 
 class Rewriting:
-    """A stage's backend whose requests (or answers) pass through `rewrite` first. `memory` holds the
-    last batch's candidates, for a batch of one (the wrapper's own state, one per actor)."""
+    """A stage's backend whose judge requests pass through `requests(self, batch)` before it is asked,
+    or whose text answers pass through `answers(batch, answers)` after. `memory` holds the last batch's
+    candidates, for a batch with no donor of its own (the wrapper's state: one per actor)."""
 
     def __init__(self, inner, requests=None, answers=None):
         self.inner, self._requests, self._answers, self.memory = inner, requests, answers, []
@@ -90,7 +92,7 @@ def _swap_images(group: list, mapping: dict[int, Any]) -> list:
 def _rewrite_batch(self: Rewriting, requests, fault: str) -> list:
     cands = _candidates(requests)
     out = []
-    for i, (item, group) in enumerate(cands):
+    for i, (_, group) in enumerate(cands):
         if not any(len(r.images) == 2 for r in group):
             out += group
             continue

@@ -3,12 +3,16 @@ run's folder with the simulation's oracle (backends/sim/oracle.py: the truth dec
 images written; no stage ever reads it). Shared by tests/test_wiring_faults.py and
 benchmarks/wiring_faults.py.
 
-    validated            attempts the hard validator kept (the funnel's 'hard validation' row)
-    validated_precision  share of them truly clean: the validator's own precision
+    at_validator         attempts that reached the hard validator
+    validated            attempts it kept (the funnel's 'hard validation' row)
+    pass_share           validated / at_validator
+    validated_precision  share of the validated truly clean: the validator's own precision
     junk_at_validator    attempts that reached the validator although nothing, noise or an image of
                          another size is all their edit is (what the low-level check exists to stop)
     at_threshold         attempts the validator scored exactly on a validation threshold, on either axis
-    final                final triplets by kind (final_forward, final_inverse, final_composed)
+    triplets             triplets by kind before backward consistency (forward, inverse, composed) and
+                         after it (final_forward, final_inverse, final_composed)
+    inverse_kept_share   final_inverse / inverse: the inverses backward consistency keeps
     final_precision      the final triplets' true precision by kind (oracle.run_precision)
 """
 
@@ -31,10 +35,11 @@ def figures(run_dir: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
     sources = {r["source_id"]: r["image"]["bytes"] for r in iter_rows(store, "sources", ["source_id", "image"]) if r["image"]}
     v = manifest["config"]["validation"]
     thresholds = (v["min_adherence"], v["min_aesthetics"])
-    validated = clean = junk = at = 0
+    reached = validated = clean = junk = at = 0
     for r in iter_rows(store, "attempts", ATTEMPT_COLUMNS):
         if r["validation_reason"] is None:  # never reached the validator
             continue
+        reached += 1
         at += r["adherence"] in thresholds or r["aesthetics"] in thresholds
         if r["edited_image"] is None:  # an unreadable answer: no score, no image kept
             continue
@@ -43,14 +48,22 @@ def figures(run_dir: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
         if r["kept"]:
             validated += 1
             clean += outcome == "clean"
+    n = manifest["triplets"]
     return {
+        "at_validator": reached,
         "validated": validated,
-        "validated_precision": round(clean / validated, 4) if validated else None,
+        "pass_share": _share(validated, reached),
+        "validated_precision": _share(clean, validated),
         "junk_at_validator": junk,
         "at_threshold": at,
-        "final": {k: n for k, n in manifest["triplets"].items() if k.startswith("final_")},
+        "triplets": n,
+        "inverse_kept_share": _share(n.get("final_inverse", 0), n.get("inverse", 0)),
         "final_precision": run_precision(run_dir),
     }
+
+
+def _share(a: int, b: int) -> float | None:
+    return round(a / b, 4) if b else None
 
 
 def faulted_run(cfg, out: str | Path, fault: str | None, address: str) -> dict[str, Any]:
@@ -73,4 +86,7 @@ def faulted_run(cfg, out: str | Path, fault: str | None, address: str) -> dict[s
         ray.shutdown()
     if res["manifest"].get("test_fault") != fault:
         raise RuntimeError(f"the run recorded test_fault={res['manifest'].get('test_fault')!r}, not {fault!r}")
-    return figures(out, res["manifest"]) | {"fault": fault, "seed": cfg.seed, "wall_s": round(res["manifest"]["wall_seconds"], 1)}
+    notes = {f"{st}:{k}": n for st, row in res["funnel"]["stages"].items() for k, n in (row.get("notes") or {}).items()
+             if k.startswith("TEST_FAULT_")}  # fmt: skip
+    return figures(out, res["manifest"]) | {"fault": fault, "fault_notes": notes, "seed": cfg.seed,
+                                            "wall_s": round(res["manifest"]["wall_seconds"], 1)}  # fmt: skip
