@@ -95,9 +95,6 @@ def run(cfg: RunConfig, out_dir: str | Path, watch=None) -> dict[str, Any]:
     same config and out_dir after a crash resumes the run; with a larger budget after it finished,
     extends it (NothingToDo when nothing is left). watch (benchmarks): started(miner), mined(miner)."""
     preflight(cfg)
-    fault = faults.active()
-    if fault:
-        log.warning("TEST FAULT %r is on (%s): this run's data is wrong on purpose", fault, faults.ENV)
     output = open_output(cfg, str(out_dir))
     store = output.store
     started_at = now()
@@ -130,7 +127,7 @@ def run(cfg: RunConfig, out_dir: str | Path, watch=None) -> dict[str, Any]:
             "started": started_at, "ended": now(), "resumed": output.mode == "resumed",
             "triplets": sum(v for k, v in counts.items() if k.startswith("final_"))}  # fmt: skip
     manifest = {
-        **({"test_fault": fault} if fault else {}),  # a fault injected on purpose (testing/faults.py)
+        **faults.record(),  # {"test_fault": name} for a fault injected on purpose (testing/faults.py)
         "simulated_roles": funnel["simulated_roles"],
         "config": cfg.model_dump(mode="json"),
         "versions": versions(),

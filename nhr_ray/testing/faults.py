@@ -150,9 +150,17 @@ FAULTS = {f.name: f for f in (
 
 
 def env_vars() -> dict[str, str]:
-    """The variable to hand on to a cluster's workers (empty: no fault)."""
+    """The variable to hand on to a cluster's workers (empty: no fault), said loudly."""
     name = active()
+    if name:
+        log.warning("TEST FAULT %r is on (%s): this run's data is wrong on purpose", name, ENV)
     return {ENV: name} if name else {}
+
+
+def record() -> dict[str, str]:
+    """What manifest.json records: {"test_fault": name}, or nothing for a run without a fault."""
+    name = active()
+    return {"test_fault": name} if name else {}
 
 
 def active() -> str | None:
