@@ -25,7 +25,10 @@ def connect(cfg) -> bool:
     if ray.is_initialized():
         return False
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
-    env = {"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}}
+    from nhr_ray.testing.faults import env_vars as test_fault
+
+    # a test's injected fault (testing/faults.py), if any, reaches every worker the run starts
+    env = {"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning", **test_fault()}}
     if address:
         ray.init(address=address, log_to_driver=True, runtime_env=env)
         return False

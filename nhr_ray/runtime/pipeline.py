@@ -21,6 +21,7 @@ from nhr_ray.runtime.funnel import format_table
 from nhr_ray.runtime.outdir import NothingToDo, Output, RunError, now, open_output, prepare
 from nhr_ray.runtime.ratelimit import close_spend_ledger, open_spend_ledger
 from nhr_ray.stages import table
+from nhr_ray.testing import faults
 
 __all__ = ["NothingToDo", "RunError", "open_output", "preflight", "run"]
 
@@ -126,6 +127,7 @@ def run(cfg: RunConfig, out_dir: str | Path, watch=None) -> dict[str, Any]:
             "started": started_at, "ended": now(), "resumed": output.mode == "resumed",
             "triplets": sum(v for k, v in counts.items() if k.startswith("final_"))}  # fmt: skip
     manifest = {
+        **faults.record(),  # {"test_fault": name} for a fault injected on purpose (testing/faults.py)
         "simulated_roles": funnel["simulated_roles"],
         "config": cfg.model_dump(mode="json"),
         "versions": versions(),
