@@ -1,5 +1,6 @@
 import os
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +50,34 @@ def ray_local(_ray_local_session):
         ray.init(address="local", num_cpus=16, num_gpus=16, include_dashboard=False, logging_level="ERROR")
         shared["session"] = _ray_session()
     yield ray
+
+
+@pytest.fixture(scope="session")
+def shared_run(tmp_path_factory):
+    """shared_run(name, cfg, copy_to=None) -> (out, result): a run several modules read or compare
+    against, mined once per session on whatever cluster is joined when it is first asked for (or a
+    private one). Sound across clusters because a run's triplets and images do not depend on the
+    cluster or on where its work ran (the tests comparing against it check exactly that). copy_to:
+    a private copy of the finished run folder there, for a module that changes or re-runs it. A name
+    asked for again with another config is an error, not a silent reuse."""
+    done: dict[str, tuple] = {}
+
+    def get(name: str, cfg, copy_to=None):
+        import shutil
+
+        from nhr_ray.runtime.pipeline import run
+
+        key = cfg.model_dump_json()
+        if name not in done:
+            out = tmp_path_factory.mktemp(name) / "run"
+            done[name] = (key, out, run(cfg, out))
+        assert done[name][0] == key, f"shared_run({name!r}) asked for with another config"
+        _, out, res = done[name]
+        if copy_to is not None:
+            out = Path(shutil.copytree(out, copy_to))
+        return out, res
+
+    return get
 
 
 def sim_except(*real: str) -> dict[str, str]:
