@@ -1,5 +1,6 @@
 import os
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -17,16 +18,66 @@ os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="nhr-test-hf-datasets-
 from conftest_models import tiny_models  # noqa: E402,F401  (session fixture: tiny real checkpoints)
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """A private local Ray cluster declaring 16 GPUs it does not have (shared by a module's tests)."""
+@pytest.fixture(scope="session")
+def _ray_local_session():
+    """{'session': the Ray session name of the suite's shared local cluster} while one is up."""
+    state: dict[str, str] = {}
+    yield state
     import ray
 
-    if ray.is_initialized():
+    if ray.is_initialized() and _ray_session() == state.get("session"):
         ray.shutdown()
-    ray.init(address="local", num_cpus=16, num_gpus=16, include_dashboard=False, logging_level="ERROR")
+
+
+def _ray_session() -> str:
+    import ray
+
+    return ray._private.worker.global_worker.node.session_name
+
+
+@pytest.fixture(scope="module")
+def ray_local(_ray_local_session):
+    """A private local Ray cluster declaring 16 GPUs it does not have. One cluster serves the modules
+    that ask for it one after another (starting one costs seconds, many times over a suite); it starts
+    again after a module that made a cluster of its own (and shut this one down first). A test leaves
+    it as it found it: its runs' actors end with them, and what it starts itself it stops."""
+    import ray
+
+    shared = _ray_local_session
+    if not (ray.is_initialized() and _ray_session() == shared.get("session")):
+        if ray.is_initialized():
+            ray.shutdown()
+        ray.init(address="local", num_cpus=16, num_gpus=16, include_dashboard=False, logging_level="ERROR")
+        shared["session"] = _ray_session()
     yield ray
-    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def shared_run(tmp_path_factory):
+    """shared_run(name, cfg, copy_to=None) -> (out, result): a run several modules read or compare
+    against, mined once per session on whatever cluster is joined when it is first asked for (or a
+    private one). Sound across clusters because a run's triplets and images do not depend on the
+    cluster or on where its work ran (the tests comparing against it check exactly that). copy_to:
+    a private copy of the finished run folder there, for a module that changes or re-runs it. A name
+    asked for again with another config is an error, not a silent reuse."""
+    done: dict[str, tuple] = {}
+
+    def get(name: str, cfg, copy_to=None):
+        import shutil
+
+        from nhr_ray.runtime.pipeline import run
+
+        key = cfg.model_dump_json()
+        if name not in done:
+            out = tmp_path_factory.mktemp(name) / "run"
+            done[name] = (key, out, run(cfg, out))
+        assert done[name][0] == key, f"shared_run({name!r}) asked for with another config"
+        _, out, res = done[name]
+        if copy_to is not None:
+            out = Path(shutil.copytree(out, copy_to))
+        return out, res
+
+    return get
 
 
 def sim_except(*real: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ from ray.cluster_utils import Cluster
 
 from conftest import small_config
 from nhr_ray.runtime.pipeline import RunError, run
-from test_faults_resume import SETS, triplets
+from test_faults_resume import SETS, triplets, uninterrupted
 
 # re-balance often and on any gain, so a short run exercises retiring and starting actors
 AUTO = {"ray.autosize": True, "ray.rebalance_every_s": 0.3, "ray.rebalance_min_gain": 0.0,
@@ -31,9 +31,8 @@ def cluster():
     c.shutdown()
 
 
-def test_autosized_run_accounts_for_every_job(cluster, tmp_path):
-    ref = tmp_path / "ref"
-    run(small_config(**SETS), ref)
+def test_autosized_run_accounts_for_every_job(cluster, shared_run, tmp_path):
+    ref = uninterrupted(shared_run)  # the same config, mined once per session (on whichever cluster)
     out = tmp_path / "auto"
     res = run(small_config(**SETS, **AUTO), out)
     m = res["manifest"]
@@ -56,7 +55,7 @@ def test_autosize_refuses_roles_that_cannot_fit_on_any_node(cluster, tmp_path):
         run(small_config(**SETS, **AUTO, **{"roles.editor.num_gpus": 4, "roles.validator.num_gpus": 1}), tmp_path / "nofit2")
 
 
-def test_time_shared_half_gpus_loading_two_at_a_time_give_the_same_triplets_and_actors_know_their_gpu(cluster, tmp_path):
+def test_time_shared_half_gpus_loading_two_at_a_time_give_the_same_triplets_and_actors_know_their_gpu(cluster, shared_run, tmp_path):
     from collections import Counter
 
     from nhr_ray.runtime.pool import Pool
@@ -65,8 +64,7 @@ def test_time_shared_half_gpus_loading_two_at_a_time_give_the_same_triplets_and_
     # half-GPU actors time-sliced on their GPU (sim.gpu_sharing), loading two at a time: where and
     # when work runs changes, not what it gives
     half = {"sim.gpu_sharing": "time_shared", "roles.editor.num_gpus": 0.5, "roles.prefilter.num_gpus": 0.5}
-    ref, out = tmp_path / "ref", tmp_path / "shared"
-    run(small_config(**SETS), ref)
+    ref, out = uninterrupted(shared_run), tmp_path / "shared"
     run(small_config(**SETS, **AUTO, **half, **{"ray.max_starting_actors": 2}), out)
     assert triplets(out) == triplets(ref)
     # each actor's stage is told its GPU as "<node id>/<GPU id>"; two halves at most per GPU

@@ -19,7 +19,7 @@ from nhr_ray.runtime.elastic import Elastic
 from nhr_ray.runtime.pipeline import RunError, run
 from nhr_ray.scheduler.actor import SchedulerActor
 from nhr_ray.stages.edit import EditStage
-from test_faults_resume import SETS, triplets
+from test_faults_resume import SETS, triplets, uninterrupted
 
 
 def requested() -> list[dict]:
@@ -107,9 +107,8 @@ ELASTIC = {"ray.elastic": True, "roles.editor.actors": 1, "roles.editor.max_acto
            "sim.realtime_scale": 0.004}
 
 
-def test_elastic_run_grows_its_pools_and_mines_the_same_triplets(ray_local, tmp_path):
-    ref = tmp_path / "fixed"
-    run(small_config(**SETS), ref)
+def test_elastic_run_grows_its_pools_and_mines_the_same_triplets(ray_local, shared_run, tmp_path):
+    ref = uninterrupted(shared_run)  # fixed pools, the same config, mined once per session
     seen: list[float] = []
     stop = threading.Event()
 

@@ -14,14 +14,12 @@ from PIL import Image
 from conftest import small_config
 from nhr_ray.cli import main
 from nhr_ray.products.export import ExportError, export
-from nhr_ray.runtime.pipeline import run
 
 
 @pytest.fixture(scope="module")
-def run_dir(ray_local, tmp_path_factory):
-    out = tmp_path_factory.mktemp("exp") / "run"
-    run(small_config(), out)
-    return out
+def run_dir(ray_local, shared_run, tmp_path_factory):
+    """small_config()'s run, mined once per session (conftest.shared_run); this module's own copy."""
+    return shared_run("small", small_config(), copy_to=tmp_path_factory.mktemp("exp") / "run")[0]
 
 
 def _rows(run_dir, prefix, columns=None):

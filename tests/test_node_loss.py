@@ -11,7 +11,7 @@ from ray.cluster_utils import Cluster
 
 from conftest import small_config
 from nhr_ray.runtime.pipeline import run
-from test_faults_resume import SETS, triplets
+from test_faults_resume import SETS, triplets, uninterrupted
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +27,9 @@ def cluster():
     c.shutdown()
 
 
-def test_node_removed_mid_run(cluster, tmp_path):
+def test_node_removed_mid_run(cluster, shared_run, tmp_path):
     c, workers = cluster
-    ref_out = tmp_path / "ref"
-    run(small_config(**SETS), ref_out)
-    expected = triplets(ref_out)
+    expected = triplets(uninterrupted(shared_run))  # the same config, mined once per session
 
     out = tmp_path / "lost"
     removed = threading.Event()

@@ -18,10 +18,9 @@ def _triplets(out):
 
 
 @pytest.fixture(scope="module")
-def small_run(ray_local, tmp_path_factory):
-    out = tmp_path_factory.mktemp("small")
-    res = run(small_config(), out)
-    return out, res
+def small_run(ray_local, shared_run, tmp_path_factory):
+    """small_config()'s run, mined once per session (conftest.shared_run); this module's own copy."""
+    return shared_run("small", small_config(), copy_to=tmp_path_factory.mktemp("small") / "run")
 
 
 def test_outputs_and_accounting(small_run):

@@ -28,7 +28,6 @@ from nhr_ray.cli import main
 from nhr_ray.products.rate.sample import REJECTED, SampleError, build_sample
 from nhr_ray.products.rate.server import RateServer
 from nhr_ray.products.rate.store import StoreError
-from nhr_ray.runtime.pipeline import run
 
 EVIL = '<img src=x onerror="document.title=\'pwned\'"><b>bold</b> & "quoted" '
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -52,11 +51,10 @@ def _encoded(struct_, fmt) -> dict:
 
 
 @pytest.fixture(scope="module")
-def rate_run(ray_local, tmp_path_factory):
+def rate_run(ray_local, shared_run, tmp_path_factory):
     """A finished run whose every instruction carries markup, with a few images replaced: [1] edited by
     garbage, [2] source as JPEG, [3] source as BMP, [4] edited by a decompression bomb."""
-    out = tmp_path_factory.mktemp("rate") / "run"
-    run(small_config(), out)
+    out = shared_run("small", small_config(), copy_to=tmp_path_factory.mktemp("rate") / "run")[0]  # mined once per session
     (path,) = sorted((out / "data").glob("triplets-*.parquet"))
     rows = pq.read_table(path).to_pylist()
     for r in rows:

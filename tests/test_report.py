@@ -16,7 +16,6 @@ from PIL import Image
 
 from conftest import small_config
 from nhr_ray.cli import main
-from nhr_ray.runtime.pipeline import run
 
 EVIL_INSTRUCTION = '<script>document.title="pwned"</script>Remove the <b>cat</b> & "dog"'
 EVIL_RAW = '<img src=x onerror="document.title=\'pwned\'"> {"adherence": 2}'
@@ -33,9 +32,9 @@ def _poison(path, column, value, where):
 
 
 @pytest.fixture(scope="module")
-def report(ray_local, tmp_path_factory):
-    out = tmp_path_factory.mktemp("rep") / "run"
-    run(small_config(), out)
+def report(ray_local, shared_run, tmp_path_factory):
+    # small_config()'s run, mined once per session (conftest.shared_run): this module's own copy
+    out = shared_run("small", small_config(), copy_to=tmp_path_factory.mktemp("rep") / "run")[0]
     # model text is untrusted: plant markup in an instruction and in a judge's raw answer
     _poison(sorted((out / "data").glob("triplets-*.parquet"))[0], "edit_instruction", EVIL_INSTRUCTION, lambda r: True)
     _poison(sorted((out / "data").glob("attempts-*.parquet"))[0], "validation_raw", EVIL_RAW,

@@ -13,6 +13,8 @@ ray = pytest.importorskip("ray")
 @pytest.fixture(scope="module")
 def cluster():
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if ray.is_initialized():  # the suite's shared cluster (conftest.ray_local), left up by an earlier module
+        ray.shutdown()
     ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()

@@ -115,6 +115,8 @@ def ray_private(monkeypatch):
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     root = str(Path(__file__).resolve().parents[2])
     monkeypatch.setenv("PYTHONPATH", root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if ray.is_initialized():  # the suite's shared cluster (conftest.ray_local), left up by an earlier module
+        ray.shutdown()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
