@@ -75,7 +75,7 @@ def candidates(scenes: int, seed: int) -> list[dict]:
 
 def truth_of(c: dict) -> dict:
     p = perceive(c["source"], c["edited"], c["instruction"])
-    lat = Q.latents(c["source"], c["edited"])
+    lat = Q.latents(c["source"], c["edited"], c["instruction"])
     adh, aes = Q.true_quality(p.done, p.outside, p.specks, p.feasible, *lat.finish, lat.picture)
     return {"adh": float(adh), "aes": float(aes), "lat": lat}
 

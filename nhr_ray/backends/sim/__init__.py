@@ -147,7 +147,7 @@ class SimJudge(_Sim, VisionJudge):
                 ins = instruction_in(r.prompt)
                 key = (r.item_id, ins, id(r.images[0]), id(r.images[1]))
                 if key not in seen:
-                    seen[key] = (perceive(r.images[0], r.images[1], ins), Q.latents(r.images[0], r.images[1]))
+                    seen[key] = (perceive(r.images[0], r.images[1], ins), Q.latents(r.images[0], r.images[1], ins))
                 text = self._judge_edit(r, seen[key], rng)
             out.append(Answer(text=text, gpu_seconds=cost))
         self._sleep(total)

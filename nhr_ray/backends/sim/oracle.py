@@ -25,7 +25,7 @@ def true_outcome(source: bytes, edited: bytes, instruction: str) -> str:
 def true_scores(source: bytes, edited: bytes, instruction: str) -> tuple[float, float]:
     """(adherence, aesthetics) a careful human gives the triplet, from the encoded images."""
     src, out = decode(source, MAX_PIXELS), decode(edited, MAX_PIXELS)
-    p, lat = perceive(src, out, instruction), Q.latents(src, out)
+    p, lat = perceive(src, out, instruction), Q.latents(src, out, instruction)
     adh, aes = Q.true_quality(p.done, p.outside, p.specks, p.feasible, *lat.finish, lat.picture)
     return float(adh), float(aes)
 

@@ -70,12 +70,17 @@ def normals(key: bytes, label: str, n: int = 2) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(n)
 
 
-def latents(source: np.ndarray, edited: np.ndarray) -> Latents:
+def latents(source: np.ndarray, edited: np.ndarray, instruction: str = "") -> Latents:
+    """The pair's latents. `scene` is the scene both images show and the place in it the instruction
+    names (an inverse names the same place as its forward), so a judge's misreading and an edit's
+    finish are shared by one pair's attempts, not by every pair of a source."""
     from nhr_ray.backends.sim import tag
+    from nhr_ray.backends.sim import world as W
 
     key = b"".join(sorted((_digest(source), _digest(edited))))
     seen = tag.read(source) or tag.read(edited)
-    scene = f"scene:{seen['texture_seed']}".encode() if seen else key
+    place = next((p for p in W.POSITIONS if p in instruction.lower()), "whole picture")
+    scene = f"scene:{seen['texture_seed']}:{place}".encode() if seen else key
     u = _uniforms(scene, "truth", 2)  # the picture is the scene's
     picture = float(np.clip(4.65 + 0.3 * NormalDist().inv_cdf(min(max(u[1], 1e-9), 1 - 1e-9)), 1.0, 5.0))
     # mostly small, now and then a poorly finished edit; much of it is the scene's (some pictures are
