@@ -122,10 +122,7 @@ def run(cfg: RunConfig, out_dir: str | Path, watch=None) -> dict[str, Any]:
     funnel.update(api_usage=api_usage, simulated_roles=cfg.simulated_roles())  # []: no role was simulated
     store.write_json("funnel.json", funnel)
     sc = mined["scheduler"]
-    part = {"budget_gpu_hours": sc["budget_gpu_hours"], "spent_gpu_hours": sc["spent_gpu_hours"],
-            "ended_by": "budget" if mined["budget_exhausted"] else "queue", "jobs_completed": sc["jobs_completed"],
-            "started": started_at, "ended": now(), "resumed": output.mode == "resumed",
-            "triplets": sum(v for k, v in counts.items() if k.startswith("final_"))}  # fmt: skip
+    part = _part(mined, counts, started_at, output.mode == "resumed")
     manifest = {
         **faults.record(),  # {"test_fault": name} for a fault injected on purpose (testing/faults.py)
         "simulated_roles": funnel["simulated_roles"],
@@ -152,6 +149,15 @@ def run(cfg: RunConfig, out_dir: str | Path, watch=None) -> dict[str, Any]:
     }
     store.write_json("manifest.json", manifest)  # written last: its presence marks a complete run
     return {"funnel": funnel, "manifest": manifest, "table": format_table(funnel["table"])}
+
+
+def _part(mined: dict, counts: dict, started_at: str, resumed: bool) -> dict[str, Any]:
+    """This part's entry in manifest.json `parts` (one per budget the run was given)."""
+    sc = mined["scheduler"]
+    return {"budget_gpu_hours": sc["budget_gpu_hours"], "spent_gpu_hours": sc["spent_gpu_hours"],
+            "ended_by": "budget" if mined["budget_exhausted"] else "queue", "jobs_completed": sc["jobs_completed"],
+            "started": started_at, "ended": now(), "resumed": resumed,
+            "triplets": sum(v for k, v in counts.items() if k.startswith("final_"))}  # fmt: skip
 
 
 def simulated_truth(cfg: RunConfig, store) -> dict[str, Any]:
