@@ -115,7 +115,7 @@ class ScoreJudge:
     slope: tuple[float, float]
     sigma: tuple[float, float]
     halo: float = 0.3
-    jitter: float = 0.04
+    jitter: float = 0.1
     hetero: float = 0.0  # how much less it errs on excellent edits: sigma (1 - hetero min(1, max(0, (t - 3) / 2))^2)
     lapse: float = 0.0  # share of candidates it takes as done (adherence seen near 5): a VLM "seeing" an edit
 
@@ -155,7 +155,7 @@ def scores(truth_adh, truth_aes, j: ScoreJudge, err: np.ndarray, noise: np.ndarr
 
 # Fitted by benchmarks/sim_judges.py --fit. The paper's fine-tuned validator (Table 1: adherence MAE 0.503,
 # rho 0.815; aesthetics MAE 0.568, rho 0.631; Table 7 at 4.7: precision 0.834, recall 0.446):
-VALIDATOR = ScoreJudge(offset=(-0.75, 0.35), slope=(1.26, 1.74), sigma=(0.90, 0.84), halo=0.15, lapse=0.01, hetero=0.02)
+VALIDATOR = ScoreJudge(offset=(-0.60, 0.10), slope=(1.27, 1.87), sigma=(0.93, 0.86), halo=0.18, lapse=0.004, hetero=0.06)
 # Qwen2.5-VL-72B, the pre-filter (MAE 0.961 / 0.839, rho 0.551 / 0.361; precision 0.571, recall 0.483):
 PREFILTER = ScoreJudge(offset=(1.59, 0.47), slope=(0.52, 0.52), sigma=(1.16, 1.74), halo=0.95, lapse=0.09, hetero=0.30)
 JUDGES = {"validator": VALIDATOR, "prefilter": PREFILTER}

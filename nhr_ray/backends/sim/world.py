@@ -13,7 +13,7 @@ would give, and each judge errs around it as the paper's judges err against huma
 answering in the text formats real models use.
 
 Calibration (defaults, see SimConfig): a feasible (image, instruction) pair has a true-clean
-probability q ~ Beta(mu_c * kappa, (1 - mu_c) * kappa) with mu = 0.65 and kappa = 0.12; a pair whose
+probability q ~ Beta(mu_c * kappa, (1 - mu_c) * kappa) with mu = 0.85 and kappa = 0.12; a pair whose
 target the T2I never drew is hopeless. Through the fallible judges (quality.py) the run's funnel
 lands near the paper's Table 3 (tests/test_default_run.py checks every row within 5 points).
 """
