@@ -157,7 +157,7 @@ def scores(truth_adh, truth_aes, j: ScoreJudge, err: np.ndarray, noise: np.ndarr
 # rho 0.815; aesthetics MAE 0.568, rho 0.631; Table 7 at 4.7: precision 0.834, recall 0.446):
 VALIDATOR = ScoreJudge(offset=(-0.60, 0.10), slope=(1.27, 1.87), sigma=(0.93, 0.86), halo=0.18, lapse=0.004, hetero=0.06)
 # Qwen2.5-VL-72B, the pre-filter (MAE 0.961 / 0.839, rho 0.551 / 0.361; precision 0.571, recall 0.483):
-PREFILTER = ScoreJudge(offset=(1.59, 0.47), slope=(0.52, 0.52), sigma=(1.16, 1.74), halo=0.95, lapse=0.09, hetero=0.30)
+PREFILTER = ScoreJudge(offset=(1.70, -0.02), slope=(0.42, 1.05), sigma=(0.96, 1.73), halo=0.92, lapse=0.09, hetero=0.39)
 JUDGES = {"validator": VALIDATOR, "prefilter": PREFILTER}
 
 
