@@ -26,7 +26,7 @@ precision, recall and accuracy of either judge imply it).
 The pre-filter's yes/no questions threshold a latent of the same perception (set by judgement, then
 u0 and the pleasing bar tuned with the world to Table 3's pre-filter row):
     only the asked-for change:  u0 - 3 sat(outside) - 3 (1 - done [feasible]) - 2 sat(specks) + N > 0
-    pleasing (the edit alone):  aesthetics + 0.5 N > 3.3
+    pleasing (the edit alone):  aesthetics + 0.5 N > 3.6
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ JUDGES = {"validator": VALIDATOR, "prefilter": PREFILTER}
 @dataclass(frozen=True)
 class YesNo:
     u0: float = 1.6
-    t_pleasing: float = 3.3
+    t_pleasing: float = 3.6
     sigma_pleasing: float = 0.5
 
 
