@@ -5,7 +5,7 @@ with the project's own `nhr-ray calibrate`. Prints JSON as its last line:
                    "precision", "recall"}, "prefilter": {...}, "paper": {"validator": {...}, "prefilter": {...}},
      "sample": {...}}
 
-    python benchmarks/sim_judges.py [--scenes 160] [--seed 0] [--fit]
+    python benchmarks/sim_judges.py [--scenes 400] [--seed 0] [--fit]
 
 The candidates are real ones: the simulation's design, T2I, gate and editor stages run in-process
 (the default config), and every edit that passes the low-level check is a candidate. Simulated human
@@ -172,7 +172,7 @@ def fit(role: str, truths: list[dict]) -> Q.ScoreJudge:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--scenes", type=int, default=160)
+    ap.add_argument("--scenes", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fit", action="store_true")
     args = ap.parse_args()
