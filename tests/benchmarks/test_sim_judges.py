@@ -2,9 +2,10 @@
 and seed, through `nhr-ray calibrate`, lands each of Table 1's and Table 7's figures within 0.08 of
 the paper's row for the fine-tuned validator and for the Qwen-72B pre-filter.
 
-Breaking the judges shows here: a judge that reads the truth exactly (sigma 0) has precision near 1;
-one with doubled noise falls below the paper's Spearman. At 400 scenes the figures' seed-to-seed
-spread is about 0.03 (seeds 0 and 1 are in the README); at 160 it is twice that, too wide for 0.08.
+Breaking the judges shows here: checked with a validator whose scores carry almost no noise (sigma
+0.01 on both axes), which fails it (adherence MAE 0.267 below the paper's, Spearman 0.141 above).
+At 400 scenes the figures of seeds 0 and 1 differ by up to 0.06; at 160 scenes by up to 0.1, too
+noisy for a 0.08 band (seed 0 at 160 puts the pre-filter's precision 0.097 above the paper's).
 """
 
 import json
