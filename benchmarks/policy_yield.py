@@ -47,10 +47,12 @@ POLICIES = {
                                                                "replacement": 6, "style": 7}}),  # fmt: skip
     "until_first_success": ("until_first_success", "job", {"stop_on": "validator"}),
     "weakness": ("weakness", "job", {"success_on": "validator", "explore_floor": 0.2}),
-    # give up on a pair after one pre-filter adherence below 3.0 (or two unwanted-change verdicts). Chosen
-    # by a sweep on seed 0, --scenes 30 --budget 1.6 (a quarter of the queue): with judges as fallible as
-    # the paper's, a failed edit's adherence rarely falls below the old 1.7 (1 pair of 30 scenes gave up
-    # on it), 3.0 fires and is the lowest bar that does without costing yield (/work/wt/bench_results.md)
+    # give up on a pair after one pre-filter adherence below 3.0 (or two unwanted-change verdicts). From a
+    # sweep on seed 0, --scenes 30 --budget 1.6 (a quarter of the queue): with judges as fallible as the
+    # paper's a failed edit's adherence rarely falls below the old 1.7 (one pair of 30 scenes gave up on
+    # it); 3.0 gives up on pairs (22) at a yield and precision no worse than the others'. No setting
+    # (low_score 1.7-3.5 or the 0.25 quantile, low_streak 1-2, strikes 1-3) stood out beyond run-to-run
+    # noise (about +-8 of ~64 kept triplets at this size)
     "adaptive": ("adaptive", "job", {"stop_on": "validator", "strikes": 2, "score_field": "adherence",
                                      "low_score": 3.0, "low_streak": 1}),
     # the setting tuned on the old world (a failed edit's adherence tracked its pair's difficulty there)
