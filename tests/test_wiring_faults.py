@@ -2,32 +2,36 @@
 test-only hook (NHR_RAY_TEST_FAULT), must move a measured figure (nhr_ray/testing/wiring.py: kept
 counts, and true precision read by the simulation's oracle) far beyond run-to-run noise.
 
-Measured with `python benchmarks/wiring_faults.py --set prefilter.enabled=false` (12 scenes, this
-module's config; seeds 0-5 clean, each fault at seed 0), on the simulation of 2026-11-30:
+Measured with `python benchmarks/wiring_faults.py --set prefilter.enabled=false --seeds 0 1 2 3 4 5`
+(12 scenes, this module's config; clean runs at seeds 0-5, each fault at seed 0), on the simulation
+with fallible judges (2026-11-30):
 
-    figure (clean, seeds 0-5)                        spread  fault at seed 0 (clean: seed 0)      change / spread
-    validated_precision  .954 .903 .978 .971 .961 .983  .080  wrong_image        .954 -> .714       3.0
-    pass_share           .251 .295 .303 .260 .322 .315  .071  other_instruction  .251 -> .004       3.5
-                                                              swapped            .251 -> .004       3.5
-    inverse_kept_share   .840 .730 .929 .773 .926 .750  .199  unrelated_inverse  .840 -> .040       4.0
-    junk_at_validator    10 8 5 13 8 7                   8    lowlevel_off       10 -> 111          12.6
+    figure (clean, seeds 0-5)                          range       spread  fault at seed 0 (clean .2194 etc.)
+    pass_share          .219 .245 .276 .224 .238 .341  .219-.341   .122    wrong_image        -> 0 (0 of 310)
+                                                                           other_instruction  -> 0 (0 of 310)
+                                                                           swapped            -> 0 (0 of 310)
+    inverse_kept_share  .762 .815 1.0 .826 .864 .857   .762-1.0    .238    unrelated_inverse  -> 0 (0 of 22)
+    junk_at_validator   2 4 3 11 4 3                   2-11        9       lowlevel_off       -> 52
 
-(spread: max - min over the six seeds, about 2.5 standard deviations). Each test asserts its
-fault's change exceeds MARGIN = 2 spreads (about 5 standard deviations). Runs are deterministic
-for a seed, so the clean seed-0 run is the fault runs' exact counterfactual. Where the figures
-move beyond these (wrong_image also drops final forwards 21 -> 12: backward consistency catches
-most of what the validator let through; other_instruction and swapped keep 1 of 259 candidates and
-no final triplet; unrelated_inverse keeps 1 of 25 inverses, precision 0), see the benchmark's JSON.
-Re-measure and update SPREAD when the simulation's judges change.
+A fault must put its figure beyond every clean seed's by more than the clean seeds' own spread (max
+- min over the six, about 2.5 standard deviations): below min - spread, or above max + spread. The
+fault runs are also the exact counterfactual of the clean seed-0 run (a run is deterministic for its
+seed; the same 310 candidates reach the validator), which the benchmark's JSON compares figure by
+figure. Re-measure RANGE when the simulation's judges or world change.
 
-strict_threshold (`>` for `>=`) moves nothing at run level today: the simulated validator never
-scores a passing candidate exactly on 4.7 (its passes lie at >= 4.72; the benchmark's
-`at_threshold` finds 0-2 candidates per run at exactly 4.7 on one axis, all failing on the other),
-so it is tested at stage level below.
+wrong_image hands the validator the edit of another pair's attempt (an index off by one in a batch
+the scheduler fills from all over the queue). A mix-up inside one pair barely shows in this world:
+its attempts succeed or fail together (sim.pair_concentration, set with Table 3's best-of row), so
+another attempt's edit of the same pair is judged about as the right one would be (measured: the
+validated set's precision .985 -> .943, inside the clean seeds' range).
+
+strict_threshold (`>` for `>=`) moves only candidates scored exactly on 4.7 (4-9 per run reach the
+validator on a threshold on one axis; at seed 0 it drops 4 of 68 validated), too few for a run-level
+figure, so it is tested at stage level below.
 
 The stage-level tests pin what each judge fault does to the requests a judge is sent (what the
-OpenAI SDK actually posted to a local server), and the `>`-instead-of-`>=` fault, which moves only
-candidates scored exactly on a threshold, on crafted answers at 4.7 and one 0.05 step either side.
+OpenAI SDK actually posted to a local server), and the `>`-instead-of-`>=` fault on crafted answers
+at 4.7 and one 0.05 step either side.
 """
 
 import json
@@ -105,8 +109,8 @@ def test_each_judge_fault_rewrites_what_the_validator_is_sent(monkeypatch):
         sent[fault] = _sent(srv) if fault != "other_instruction" else srv.records
         assert r.tally.notes.get(f"TEST_FAULT_{fault}", 0) == (1 if fault else 0)
     assert {k: v[0] for k, v in sent[None].items()} == {k: [src[k], out[k]] for k in src}
-    # another attempt's edited image: of the same pair where the batch holds one, else another pair's
-    assert {k: v[0] for k, v in sent["wrong_image"].items()} == {"p0": [src["p0"], out["p1"]], "p1": [src["p1"], out["p0"]],
+    # another attempt's edited image: the next one in the batch of another pair
+    assert {k: v[0] for k, v in sent["wrong_image"].items()} == {"p0": [src["p0"], out["q0"]], "p1": [src["p1"], out["q0"]],
                                                                   "q0": [src["q0"], out["p0"]]}  # fmt: skip
     assert {k: v[0] for k, v in sent["swapped"].items()} == {k: [out[k], src[k]] for k in src}
     # another pair's instruction: each candidate's own images, another pair's prompt
@@ -150,10 +154,9 @@ def test_a_fault_is_named_and_only_hits_its_own_stage(monkeypatch):
 # the soft pre-filter off: the low-level check then sees the junk it exists to stop (behind the
 # pre-filter it sees about 2 % junk, 3 of 153 candidates at seed 0: too few to measure at this size)
 RUN_SETS = {"seed": 0, "prefilter.enabled": False}
-# max - min of each figure over clean runs at seeds 0-5, this config (benchmarks/wiring_faults.py;
-# the module docstring has the numbers); a fault must move its figure by more than MARGIN times that
-SPREAD = {"validated_precision": 0.0796, "pass_share": 0.0712, "inverse_kept_share": 0.1989, "junk_at_validator": 8}
-MARGIN = 2
+# (min, max) of each figure over clean runs at seeds 0-5, this config (benchmarks/wiring_faults.py; the
+# module docstring has the numbers); a fault must land beyond that range by more than its width
+RANGE = {"pass_share": (0.2194, 0.3411), "inverse_kept_share": (0.7619, 1.0), "junk_at_validator": (2, 11)}
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +190,7 @@ def test_a_clean_run_records_no_fault(clean):
 
 # each fault, the figure it must move and in which direction
 MOVES = [
-    ("wrong_image", "validated_precision", -1),  # the validator, judging another attempt's edit, keeps worse edits
+    ("wrong_image", "pass_share", -1),  # the validator, judging another pair's edit, passes almost nothing
     ("other_instruction", "pass_share", -1),  # reading another pair's instruction, it passes almost nothing
     ("swapped", "pass_share", -1),  # handed source and edit swapped, likewise
     ("unrelated_inverse", "inverse_kept_share", -1),  # unrelated inverse instructions fail backward consistency
@@ -201,8 +204,10 @@ def test_each_fault_moves_its_figure_far_beyond_seed_noise(cluster, clean, tmp_p
     stage = faults.FAULTS[fault].stage
     # a streaming stage's funnel row counts the fault; final stages' rows are rebuilt from their verdicts
     assert list(bad["fault_notes"]) == ([f"{stage}:TEST_FAULT_{fault}"] if spec(stage).phase == "stream" else [])
-    change = sign * (bad[figure] - clean[figure])
-    assert change > MARGIN * SPREAD[figure], (change, SPREAD[figure], bad, clean)
+    lo, hi = RANGE[figure]
+    assert clean[figure] is not None and lo <= clean[figure] <= hi, (clean[figure], RANGE[figure])  # the clean run is one of them
+    beyond = lo - bad[figure] if sign < 0 else bad[figure] - hi
+    assert beyond > hi - lo, (figure, bad[figure], RANGE[figure], bad)
 
 
 def test_a_faulted_runs_last_line_says_so():

@@ -10,8 +10,9 @@ can never pass for a real one. Each fault sits at the boundary between a stage a
 model role it holds (the requests it sends, the answers it gets) or in that stage's own copy of its
 config section; production code is untouched.
 
-    wrong_image        the validator is handed another attempt's edited image (of the same pair where
-                       the batch holds one, else of another pair)
+    wrong_image        the validator is handed another attempt's edited image: the next candidate's in
+                       the batch that belongs to another pair (an index off by one in a batch the
+                       scheduler fills from all over the queue)
     other_instruction  the validator reads another pair's instruction (that candidate's whole prompt)
     swapped            the validator is handed the edited image as the source and the source as the edit
     unrelated_inverse  every inverse instruction the inverter writes is replaced by unrelated text
@@ -101,8 +102,7 @@ def _rewrite_batch(self: Rewriting, requests, fault: str) -> list:
             out += _swap_images(group, {id(src): edited, id(edited): src})
             continue
         if fault == "wrong_image":
-            same = _donor(i, cands, [], lambda c, d: _pair(d[0]) == _pair(c[0]) and d[0] != c[0])
-            d = same or _donor(i, cands, self.memory, lambda c, d: _pair(d[0]) != _pair(c[0]))
+            d = _donor(i, cands, self.memory, lambda c, d: _pair(d[0]) != _pair(c[0]))
             out += _swap_images(group, {id(edited): _edited(d[1])[1]}) if d else group
             continue
         d = _donor(i, cands, self.memory, lambda c, d: _pair(d[0]) != _pair(c[0]) and d[1][0].prompt != c[1][0].prompt)
