@@ -1,5 +1,6 @@
 """The default simulation run, measured. Prints JSON as its last line:
-wall time, edit jobs per second, the funnel (with the paper's change % beside ours), GPU-hours by role.
+wall time, edit jobs per second, the funnel (with the paper's change % beside ours), GPU-hours by role,
+and the kept set's true precision by kind (the simulation's oracle).
 
     python benchmarks/sim_run.py [--seeds 0 1 2] [--set key=value ...]
 
@@ -30,6 +31,8 @@ def one(seed: int, sets: list[str]) -> dict:
         "edit_jobs": edits,
         "jobs_per_s": round(edits / m["wall_seconds"], 1),
         "triplets": m["triplets"],
+        # share of final triplets a careful human would score above 4.0 on both axes, by kind (sim oracle)
+        "true_precision": m.get("simulation_truth", {}).get("true_precision"),
         "busy_gpu_hours": round(m["gpu_hours"]["busy_gpu_hours"], 3),
         "gpu_hours_by_role": {k: round(v, 3) for k, v in m["gpu_hours"]["by_role_gpu_hours"].items()},
         "funnel": [{k: r[k] for k in ("stage", "count", "change_pct", "paper_change_pct")} for r in f["table"]],

@@ -58,7 +58,8 @@ def run_summary(m: dict, out) -> str:
     est = "" if sim_h <= 0 else " (simulated estimate)" if sim_h >= busy * 0.9999 else f" ({sim_h:.2f} of them simulated estimates)"
     return (f"{sum(v for k, v in m['triplets'].items() if k.startswith('final_'))} triplets in {out}/data "
             f"({m['wall_seconds']:.1f} s, {busy:.2f} busy GPU-hours{est}, {reserved:.2f} reserved GPU-hours)"
-            + (f" (SIMULATED: {', '.join(sim)})" if sim else ""))
+            + (f" (SIMULATED: {', '.join(sim)})" if sim else "")
+            + (f" (TEST FAULT {m['test_fault']}: wrong on purpose)" if m.get("test_fault") else ""))
 
 
 def cmd_config(args) -> int:

@@ -79,7 +79,6 @@ class Source:
     instructions: list[Instruction] = field(default_factory=list)
     gate: "Verdict | None" = None
     gpu_seconds: float = 0.0  # T2I + gate cost of this image
-    sim_truth: dict[str, Any] | None = None  # written and read by simulation backends only
 
 
 @dataclass
@@ -124,7 +123,6 @@ class Attempt:
     edit_meta: dict[str, Any] = field(default_factory=dict)
     lowlevel: dict[str, Any] = field(default_factory=dict)
     usage: dict[str, float] = field(default_factory=dict)  # API usage summed over its calls
-    sim_truth: dict[str, Any] | None = None
 
     @property
     def alive(self) -> bool:

@@ -46,7 +46,6 @@ class TextRequest:
     prompt: str  # the filled prompt template
     system: str = ""
     json_schema: dict[str, Any] | None = None  # constrain the answer where the backend can
-    sim_truth: dict[str, Any] | None = None
 
 
 @dataclass
@@ -64,7 +63,6 @@ class EditRequest:
     image: np.ndarray  # HxWx3 uint8 RGB
     instruction: str
     seed: int
-    sim_truth: dict[str, Any] | None = None
 
 
 @dataclass
@@ -74,7 +72,6 @@ class VLMRequest:
     prompt: str
     images: list[np.ndarray]
     json_schema: dict[str, Any] | None = None
-    sim_truth: dict[str, Any] | None = None
     # the message in order, where a judge was trained on another arrangement (text before the images,
     # labels before each image): text pieces and indices into `images`; None: every image, then `prompt`
     layout: list[str | int] | None = None
@@ -104,7 +101,6 @@ class Answer:
     # input_tokens, output_tokens, usd, api_calls, retries
     usage: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
-    sim_truth: dict[str, Any] | None = None
 
 
 # ----- backends --------------------------------------------------------------------------------

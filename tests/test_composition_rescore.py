@@ -12,7 +12,8 @@ import pytest
 from conftest import small_config
 from nhr_ray.runtime.pipeline import run
 
-SETS = {"task.num_scenes": 16, "seed": 2, "consistency.enabled": False}  # seed 2: the rescore both keeps and drops
+# no malformed answers: what the rescore drops is its scores only (bad answers are test_pipeline_ray's)
+SETS = {"task.num_scenes": 16, "seed": 2, "consistency.enabled": False, "sim.malformed_rate": 0}  # seed 2: the rescore both keeps and drops
 
 
 def _rows(out, prefix, directory="data"):

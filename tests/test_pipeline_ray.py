@@ -87,7 +87,12 @@ def test_same_dataset_with_1_or_several_actors(small_run, tmp_path):
 
 
 def test_bad_model_output_is_counted_never_fatal(ray_local, tmp_path):
-    cfg = small_config(**{"sim.malformed_rate": 0.3, "task.num_scenes": 10})
+    # the pre-filter asks and parses as usual but lets every readable answer through (bars at 1, no
+    # yes/no questions), so the editor's junk reaches the low-level check instead of failing the
+    # pre-filter's perception-based scores first
+    cfg = small_config(**{"sim.malformed_rate": 0.3, "task.num_scenes": 10, "prefilter.min_adherence": 1,
+                          "prefilter.min_aesthetics": 1, "prefilter.check_unwanted_change": False,
+                          "prefilter.check_aesthetics": False})  # fmt: skip
     run(cfg, tmp_path / "bad")
     funnel = json.loads((tmp_path / "bad" / "funnel.json").read_text())
     st = funnel["stages"]

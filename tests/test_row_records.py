@@ -14,13 +14,14 @@ IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 S, I32, I64, F64, B = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 
 # the schemas as io/shards.py spelled them by hand before they were derived (issue 16): a change here
-# changes every reader of a run's folder (export, report, calibrate, score, curriculum, resume)
+# changes every reader of a run's folder (export, report, calibrate, score, curriculum, resume).
+# No column carries the simulation's truth (issue 17): sim_truth and sim_outcome are gone.
 PINNED = {
     "sources": pa.schema([
         ("source_id", S), ("scene_id", S), ("prompt", S), ("style", S), ("source_seed", I64), ("img_width", I32),
         ("img_height", I32), ("instructions", pa.list_(S)), ("categories", pa.list_(S)), ("image", IMAGE),
         ("verdict_stage", S), ("gate_keep", B), ("gate_outcome", S), ("gate_reason", S), ("gate_raw", S),
-        ("gpu_seconds", F64), ("sim_truth", S),
+        ("gpu_seconds", F64),
     ]),
     "attempts": pa.schema([
         ("attempt_id", S), ("pair_id", S), ("source_id", S), ("instruction_index", I32), ("attempt_index", I32),
@@ -29,7 +30,7 @@ PINNED = {
         *[(f"{st}_{x}", S) for st in ("edit", "prefilter", "lowlevel", "validation") for x in ("outcome", "reason", "raw")],
         ("prefilter_adherence", F64), ("prefilter_aesthetics", F64), ("adherence", F64), ("aesthetics", F64),
         ("score", F64), ("changed_pixels", I64), ("largest_component_share", F64), ("gpu_seconds", F64),
-        ("edit_meta", S), ("edited_image", IMAGE), ("sim_outcome", S), ("sim_truth", S), ("api_usage", S),
+        ("edit_meta", S), ("edited_image", IMAGE), ("api_usage", S),
     ]),
     "triplets": pa.schema([
         ("sample_id", S), ("kind", S), ("source_image", IMAGE), ("edited_image", IMAGE), ("edit_instruction", S),
@@ -52,7 +53,7 @@ def test_derived_schemas_are_the_pinned_ones(record, schema):
 def _source() -> Source:
     img = np.zeros((16, 24, 3), np.uint8)
     ins = [Instruction(0, "remove the cup", "removal"), Instruction(1, "make it red", "colour_change")]
-    return Source("s.n00", "s", "a cup", 7, 24, 16, img, "photo", ins, Verdict("gate", True, "ok", "yes"), 1.5, {"q": 1})
+    return Source("s.n00", "s", "a cup", 7, 24, 16, img, "photo", ins, Verdict("gate", True, "ok", "yes"), 1.5)
 
 
 def _attempt() -> Attempt:
@@ -61,7 +62,7 @@ def _attempt() -> Attempt:
                 Verdict("lowlevel", True, "ok"), Verdict("validation", True, "ok", "{...}", 4.8, 4.9)]  # fmt: skip
     return Attempt(job, Instruction(0, "remove the cup", "removal"), 24, 16, np.ones((16, 24, 3), np.uint8), verdicts,
                    {"editor": 2.0, "prefilter": 1.0}, {"steps": 20}, {"changed_pixels": 12, "largest_share": 0.5},
-                   {"usd": 0.01}, {"outcome": "clean"})  # fmt: skip
+                   {"usd": 0.01})  # fmt: skip
 
 
 def test_rows_have_exactly_the_schema_columns_and_write():
@@ -77,7 +78,7 @@ def test_rows_have_exactly_the_schema_columns_and_write():
 
 
 def test_a_triplet_row_is_its_columns_without_working_fields_and_refuses_unknown_ones():
-    t = TripletRow(**{n: None for n in TRIPLETS_SCHEMA.names}, sim_truth={"outcome": "clean"})
+    t = TripletRow(**{n: None for n in TRIPLETS_SCHEMA.names})
     assert list(t.to_row()) == TRIPLETS_SCHEMA.names and "sim_truth" not in TRIPLETS_SCHEMA.names
     assert TRIPLETS_SCHEMA.names[-3:] == ["score_source", "scored_by", "scores_from"]
     with pytest.raises(TypeError, match="mask"):

@@ -62,11 +62,16 @@ class SimConfig(Strict):
     )
     missing_object_rate: float = Field(0.18, ge=0, le=1, description="Share of rendered objects the T2I model fails to draw.")
     implausible_rate: float = Field(0.40, ge=0, le=1, description="Share of images with a plausibility flaw.")
-    pair_concentration: float = Field(0.33, gt=0, description="a+b of the per-pair Beta law of true-clean probability (lower: more clustered).")
-    pair_success_mean: float = Field(0.20, gt=0, lt=1, description="Mean true-clean probability of a feasible pair.")
+    pair_concentration: float = Field(0.12, gt=0, description="a+b of the per-pair Beta law of true-clean probability (lower: more clustered).")
+    pair_success_mean: float = Field(0.85, gt=0, lt=1, description="Mean true-clean probability of a feasible pair.")
     category_difficulty: dict[str, float] = Field(
         default_factory=lambda: {"removal": 1.15, "addition": 1.0, "colour_change": 1.2, "replacement": 0.9, "style": 0.7},
         description="Multiplier on pair_success_mean per category.",
+    )
+    judge_error_correlation: float = Field(
+        0.1, ge=0, le=1,
+        description="Correlation of two simulated judges' score errors on one candidate (a shared per-candidate "
+        "ambiguity; backends/sim/quality.py). One judge's own figures do not depend on it.",
     )
 
     @field_validator("category_difficulty")

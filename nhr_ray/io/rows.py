@@ -4,7 +4,7 @@ Each record declares its columns once, as dataclass fields carrying their Arrow 
 schema is derived from that declaration (`Record.schema()`) and `to_row()` gives exactly those
 columns, so the writer and the schema cannot drift apart. `SourceRow.of(source)` and
 `AttemptRow.of(attempt)` build a row from the records that flow through the stages;
-finalize builds `TripletRow`s directly; a `work()` field (the simulation's truth about a triplet) travels
+finalize builds `TripletRow`s directly; a `work()` field (none today) would travel
 with a record but is not a column.
 """
 
@@ -75,12 +75,6 @@ class Record:
         return row
 
 
-def _truth_json(t: dict | None, drop: tuple[str, ...] = ()) -> str | None:
-    if t is None:
-        return None
-    return json.dumps({k: v for k, v in t.items() if k not in drop}, default=str)
-
-
 @dataclass
 class SourceRow(Record):
     prefix: ClassVar[str] = "sources"
@@ -101,7 +95,6 @@ class SourceRow(Record):
     gate_reason: str | None = col(pa.string())
     gate_raw: str | None = col(pa.string())
     gpu_seconds: float = col(pa.float64())
-    sim_truth: str | None = col(pa.string())
 
     @classmethod
     def of(cls, s: Source, fmt: str) -> SourceRow:
@@ -113,7 +106,7 @@ class SourceRow(Record):
             image=image_struct(encode(s.image, fmt) if s.image is not None else None, f"{s.source_id}.{fmt}"),
             verdict_stage=g.stage if g else None, gate_keep=bool(g.keep) if g else None,
             gate_outcome=g.outcome if g else None, gate_reason=g.reason if g else None, gate_raw=g.raw if g else None,
-            gpu_seconds=s.gpu_seconds, sim_truth=_truth_json(s.sim_truth),
+            gpu_seconds=s.gpu_seconds,
         )  # fmt: skip
 
 
@@ -147,8 +140,6 @@ class AttemptRow(Record):
     gpu_seconds: float = col(pa.float64())
     edit_meta: str | None = col(pa.string())
     edited_image: dict | None = col(IMAGE)
-    sim_outcome: str | None = col(pa.string())
-    sim_truth: str | None = col(pa.string())
     api_usage: str | None = col(pa.string())  # JSON: tokens, calls and USD its hosted-model calls cost (resume adds it back)
 
     @classmethod
@@ -174,7 +165,6 @@ class AttemptRow(Record):
             gpu_seconds=float(sum(a.gpu_seconds.values())),
             edit_meta=json.dumps(a.edit_meta, default=str) if a.edit_meta else None,
             edited_image=image_struct(encode(a.edited, fmt), f"{j.attempt_id}.{fmt}") if want and a.edited is not None else None,
-            sim_outcome=(a.sim_truth or {}).get("outcome"), sim_truth=_truth_json(a.sim_truth),
             api_usage=json.dumps(a.usage, sort_keys=True) if a.usage else None,
         )  # fmt: skip
 
@@ -210,7 +200,6 @@ class TripletRow(Record):
     score_source: str = col(pa.string())
     scored_by: str | None = col(pa.string())
     scores_from: list[str] = col(pa.list_(pa.string()))
-    sim_truth: dict | None = work()  # what the simulation's judges know about this triplet (None: real models)
 
 
 SOURCES_SCHEMA = SourceRow.schema()

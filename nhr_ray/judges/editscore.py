@@ -61,13 +61,13 @@ class EditScoreProfile(JudgeProfile):
     name = "editscore"
     summary = "EditScore (Qwen2.5-VL + LoRA): two JSON answers, {reasoning, score: [a, b]} on 0-25"
 
-    def requests(self, item_id, instruction, before, after, truth=None) -> list[VLMRequest]:
+    def requests(self, item_id, instruction, before, after) -> list[VLMRequest]:
         sc = render("judges/editscore_sc", self.prompt_dir, instruction=instruction)
         pq = render("judges/editscore_pq", self.prompt_dir)
         return [
-            VLMRequest(item_id, "edit_scores", sc, [before, after], None, truth, layout=["<img1>: ", 0, "<img2>: ", 1, sc],
+            VLMRequest(item_id, "edit_scores", sc, [before, after], None, layout=["<img1>: ", 0, "<img2>: ", 1, sc],
                        max_tokens=MAX_TOKENS),
-            VLMRequest(item_id, "edit_quality", pq, [after], None, truth, layout=["<img1>: ", 0, pq], max_tokens=MAX_TOKENS),
+            VLMRequest(item_id, "edit_quality", pq, [after], None, layout=["<img1>: ", 0, pq], max_tokens=MAX_TOKENS),
         ]  # fmt: skip
 
     def parse(self, texts) -> Parsed:

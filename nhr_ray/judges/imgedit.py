@@ -79,9 +79,9 @@ class ImgEditJudgeProfile(JudgeProfile):
     summary = "ImgEdit-Judge (Qwen2.5-VL-7B): text then images; 'Name: N' lines, three 1-5 axes"
     max_tokens = 128
 
-    def requests(self, item_id, instruction, before, after, truth=None) -> list[VLMRequest]:
+    def requests(self, item_id, instruction, before, after) -> list[VLMRequest]:
         prompt = render("judges/imgedit_judge", self.prompt_dir, instruction=instruction)
-        return [VLMRequest(item_id, "edit_scores", prompt, [before, after], None, truth, layout=[prompt, 0, 1],
+        return [VLMRequest(item_id, "edit_scores", prompt, [before, after], None, layout=[prompt, 0, 1],
                            max_tokens=self.max_tokens)]  # fmt: skip
 
     def parse(self, texts) -> Parsed:

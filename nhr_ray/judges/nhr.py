@@ -33,10 +33,10 @@ class NHRProfile(JudgeProfile):
     sim_speaks_it = True
     keys: tuple[str, str] = ("adherence", "aesthetics")
 
-    def requests(self, item_id, instruction, before, after, truth=None) -> list[VLMRequest]:
+    def requests(self, item_id, instruction, before, after) -> list[VLMRequest]:
         adh, aes = self.keys
         prompt = render("edit_scores", self.prompt_dir, instruction=instruction, adherence_key=adh, aesthetics_key=aes)
-        return [VLMRequest(item_id, "edit_scores", prompt, [before, after], _schema(adh, aes), truth)]
+        return [VLMRequest(item_id, "edit_scores", prompt, [before, after], _schema(adh, aes))]
 
     def parse(self, texts) -> Parsed:
         bad = check_answer_count(texts, 1)

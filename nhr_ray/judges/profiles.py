@@ -37,7 +37,7 @@ class JudgeProfile(abc.ABC):
         self.prompt_dir = prompt_dir  # None: the packaged prompts/
 
     @abc.abstractmethod
-    def requests(self, item_id: str, instruction: str, before, after, truth: dict | None = None) -> list[VLMRequest]:
+    def requests(self, item_id: str, instruction: str, before, after) -> list[VLMRequest]:
         """The questions one candidate needs (most judges: one)."""
 
     @abc.abstractmethod

@@ -60,6 +60,9 @@ class StageActor:
             self.stage.device = f"{ctx.get_node_id()}/{','.join(map(str, gpus))}" if gpus else None
             self.stage.limits = RayLimits()  # the backend's rate limits and spend ledger, cluster-wide
             self.stage.setup()
+            from nhr_ray.testing import faults
+
+            faults.install(self.stage)  # TEST ONLY: nothing unless NHR_RAY_TEST_FAULT is set (testing/faults.py)
             self.latency = Histogram("nhr_call_latency_seconds", "Seconds per actor call (one batch).",
                                      boundaries=LATENCY_BOUNDARIES, tag_keys=("role",))
             self.ready = True
@@ -86,7 +89,7 @@ class StageActor:
 
         attempts = chain[-1].rows
         rows = [AttemptRow.of(a, image_format, keep_images).to_row() for a in attempts]
-        slim = [dataclasses.replace(a, edited=None, sim_truth=None) for a in attempts]
+        slim = [dataclasses.replace(a, edited=None) for a in attempts]
         return ChainEnd([r.summary() for r in chain], slim, rows)
 
     def teardown(self) -> None:

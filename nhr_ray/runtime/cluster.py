@@ -25,10 +25,15 @@ def connect(cfg) -> bool:
     if ray.is_initialized():
         return False
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
-    # No job runtime_env: with one, Ray starts every worker through an extra Python process
-    # (setup_worker.py, about a CPU-second each) before the worker itself.
+    from nhr_ray.testing.faults import env_vars as test_fault
+
+    # No job runtime_env unless a test's injected fault (testing/faults.py) must reach every worker:
+    # with one, Ray starts every worker through an extra Python process (setup_worker.py, about a
+    # CPU-second each) before the worker itself.
+    fault = test_fault()
+    extra = {"runtime_env": {"env_vars": fault}} if fault else {}
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True, **extra)
         return False
     start_local(
         num_cpus=cfg.ray.local_num_cpus or max(os.cpu_count() or 1, 16),
@@ -37,6 +42,7 @@ def connect(cfg) -> bool:
         dashboard_host="127.0.0.1",
         log_to_driver=True,
         logging_level=logging.WARNING,
+        **extra,
     )
     return True
 

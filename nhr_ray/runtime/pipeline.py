@@ -14,12 +14,14 @@ import ray
 from nhr_ray.config import RunConfig
 from nhr_ray.roles import ROLE_KINDS, backend_class
 from nhr_ray.runtime.cluster import check_capacity, connect, release_capacity
+from nhr_ray.io.shards import iter_rows
 from nhr_ray.runtime.driver import Miner
 from nhr_ray.runtime.finalize import finalize
 from nhr_ray.runtime.funnel import format_table
 from nhr_ray.runtime.outdir import NothingToDo, Output, RunError, now, open_output, prepare
 from nhr_ray.runtime.ratelimit import close_spend_ledger, open_spend_ledger
 from nhr_ray.stages import table
+from nhr_ray.testing import faults
 
 __all__ = ["NothingToDo", "RunError", "open_output", "preflight", "run"]
 
@@ -120,11 +122,9 @@ def run(cfg: RunConfig, out_dir: str | Path, watch=None) -> dict[str, Any]:
     funnel.update(api_usage=api_usage, simulated_roles=cfg.simulated_roles())  # []: no role was simulated
     store.write_json("funnel.json", funnel)
     sc = mined["scheduler"]
-    part = {"budget_gpu_hours": sc["budget_gpu_hours"], "spent_gpu_hours": sc["spent_gpu_hours"],
-            "ended_by": "budget" if mined["budget_exhausted"] else "queue", "jobs_completed": sc["jobs_completed"],
-            "started": started_at, "ended": now(), "resumed": output.mode == "resumed",
-            "triplets": sum(v for k, v in counts.items() if k.startswith("final_"))}  # fmt: skip
+    part = _part(mined, counts, started_at, output.mode == "resumed")
     manifest = {
+        **faults.record(),  # {"test_fault": name} for a fault injected on purpose (testing/faults.py)
         "simulated_roles": funnel["simulated_roles"],
         "config": cfg.model_dump(mode="json"),
         "versions": versions(),
@@ -145,6 +145,27 @@ def run(cfg: RunConfig, out_dir: str | Path, watch=None) -> dict[str, Any]:
         "timeline": mined["timeline"],  # seconds from the pools' start: pools ready, first draw, ..., loop end
         "source_memory": mined["source_memory"],
         "triplets": counts,
+        **simulated_truth(cfg, store),
     }
     store.write_json("manifest.json", manifest)  # written last: its presence marks a complete run
     return {"funnel": funnel, "manifest": manifest, "table": format_table(funnel["table"])}
+
+
+def _part(mined: dict, counts: dict, started_at: str, resumed: bool) -> dict[str, Any]:
+    """This part's entry in manifest.json `parts` (one per budget the run was given)."""
+    sc = mined["scheduler"]
+    return {"budget_gpu_hours": sc["budget_gpu_hours"], "spent_gpu_hours": sc["spent_gpu_hours"],
+            "ended_by": "budget" if mined["budget_exhausted"] else "queue", "jobs_completed": sc["jobs_completed"],
+            "started": started_at, "ended": now(), "resumed": resumed,
+            "triplets": sum(v for k, v in counts.items() if k.startswith("final_"))}  # fmt: skip
+
+
+def simulated_truth(cfg: RunConfig, store) -> dict[str, Any]:
+    """For a run whose images the simulation made (t2i and editor on `sim`): the kept set's true
+    precision by kind (share of final triplets a careful human would score above 4.0 on both axes), read
+    by the simulation's oracle from the written triplets after the run; no stage ever reads it."""
+    if any(cfg.role(r).backend != "sim" for r in ("t2i", "editor")):
+        return {}
+    from nhr_ray.backends.sim.oracle import TRIPLET_COLUMNS, kept_precision
+
+    return {"simulation_truth": {"true_precision": kept_precision(iter_rows(store, "triplets", TRIPLET_COLUMNS))}}

@@ -76,9 +76,8 @@ def _resume_sources(m) -> tuple[set[str], list[tuple[str, list[str]]]]:
             m.scheduler.charge.remote("t2i+gate", "sources", r["gpu_seconds"] or 0.0)
         if stage == "gate" and v.keep:
             insts = [Instruction(j, t, c) for j, (t, c) in enumerate(zip(r["instructions"], r["categories"]))]
-            truth = json.loads(r["sim_truth"]) if r["sim_truth"] else None
             src = Source(r["source_id"], r["scene_id"], r["prompt"], r["source_seed"], r["img_width"], r["img_height"],
-                         decode(r["image"]["bytes"], limit), r["style"], insts, v, r["gpu_seconds"] or 0.0, truth)
+                         decode(r["image"]["bytes"], limit), r["style"], insts, v, r["gpu_seconds"] or 0.0)
             m.admit(src)
             if src.source_id not in m.known:
                 items.append((src.source_id, [i.category for i in insts]))

@@ -33,14 +33,6 @@ def combine(inverse_1: str, forward_2: str) -> str:
     return f"{a}, then {b[:1].lower()}{b[1:]}"
 
 
-def composed_truth(t1: dict | None, t2: dict | None) -> dict | None:
-    """The simulation's truth about a composition: clean when both edits were (None: real models)."""
-    if t1 is None or t2 is None:
-        return None
-    bad = [t.get("outcome") for t in (t1, t2) if t.get("outcome") != "clean" or not t.get("feasible", True)]
-    return {"outcome": bad[0] if bad else "clean", "q": max(float(t1.get("q", 0.2)), float(t2.get("q", 0.2)))}
-
-
 def compose_source(forwards: list[TripletRow], inverses: dict[str, str], run_seed: int, max_per_source: int | None,
                    skipped: Counter | None = None) -> list[TripletRow]:  # fmt: skip
     """forwards: kept forward triplets of ONE source image; inverses: forward sample_id -> inverse text.
@@ -64,6 +56,5 @@ def compose_source(forwards: list[TripletRow], inverses: dict[str, str], run_see
             aesthetics=aes, score=geometric_score(adh, aes), prompt=f1.prompt, source_seed=f1.source_seed,
             edit_seed=f2.edit_seed, parents=[f1.sample_id, f2.sample_id], lineage=lineage, source_id=f1.source_id,
             attempt_id=f2.attempt_id, score_source="inherited", scored_by=None, scores_from=[f1.sample_id, f2.sample_id],
-            sim_truth=composed_truth(f1.sim_truth, f2.sim_truth),
         ))  # fmt: skip
     return out

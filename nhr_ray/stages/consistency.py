@@ -41,7 +41,7 @@ class ConsistencyStage(Stage):
         profile = role_profile(self.config, judging)
         groups = [
             profile.requests(t.sample_id, t.edit_instruction, decode(t.source_image["bytes"], limit),
-                             decode(t.edited_image["bytes"], limit), t.sim_truth)
+                             decode(t.edited_image["bytes"], limit))
             for t in triplets
         ]  # fmt: skip
         out, seconds = [], 0.0

@@ -18,15 +18,13 @@ class EditStage(Stage):
             src = sources[j.source_id]
             attempts.append(Attempt(j, src.instructions[j.instruction_index], src.width, src.height))
         reqs = [
-            EditRequest(a.job.attempt_id, sources[a.job.source_id].image, a.instruction.text, a.job.seed,
-                        sim_truth=sources[a.job.source_id].sim_truth)
+            EditRequest(a.job.attempt_id, sources[a.job.source_id].image, a.instruction.text, a.job.seed)
             for a in attempts
         ]
         answers = self.backend.edit(reqs) if reqs else []
         for a, ans in zip(attempts, answers):
             a.gpu_seconds[self.name] = ans.gpu_seconds
             a.edit_meta = dict(ans.meta)
-            a.sim_truth = ans.sim_truth
             if ans.error or ans.image is None:
                 v = error_verdict(self.name, ans.error or "no_image")
             else:

@@ -24,7 +24,7 @@ class GateStage(Stage):
             tally.notes["gate_disabled"] += len(live)
             return self.result(sources, tally, cost)
         reqs = [
-            VLMRequest(s.source_id, "plausibility", render("plausibility", prompt=s.prompt), [s.image], sim_truth=s.sim_truth)
+            VLMRequest(s.source_id, "plausibility", render("plausibility", prompt=s.prompt), [s.image])
             for s in live
         ]
         answers = self.backend.ask(reqs) if reqs else []

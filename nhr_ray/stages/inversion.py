@@ -70,15 +70,10 @@ def check_inverse(text: str | None, forbidden: list[str], max_chars: int,
 
 def inverse_triplet(f: TripletRow, text: str, run_seed: int) -> TripletRow:
     """<Ie, text, I0> from forward triplet `f`, its scores inherited from `f`."""
-    truth = f.sim_truth
-    sim = None
-    if truth is not None:
-        ok = truth.get("outcome") == "clean" and truth.get("feasible", True)
-        sim = {"inverse_of": "clean" if ok else truth.get("outcome")}
     return replace(
         f, sample_id=sample_id(run_seed, "inverse", f.attempt_id), kind="inverse", source_image=f.edited_image,
         edited_image=f.source_image, edit_instruction=text, category=classify_instruction(text), parents=[f.sample_id],
-        lineage=f"inv:{f.attempt_id}", score_source="inherited", scored_by=None, scores_from=[f.sample_id], sim_truth=sim,
+        lineage=f"inv:{f.attempt_id}", score_source="inherited", scored_by=None, scores_from=[f.sample_id],
     )  # fmt: skip
 
 

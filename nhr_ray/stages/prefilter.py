@@ -35,14 +35,14 @@ class PrefilterStage(Stage):
         n_scores = 0  # score questions per candidate (the profile's); the yes/no questions follow them
         for a in live:
             src = sources[a.job.source_id].image
-            aid, truth = a.job.attempt_id, a.sim_truth
-            g = profile.requests(aid, a.instruction.text, src, a.edited, truth)
+            aid = a.job.attempt_id
+            g = profile.requests(aid, a.instruction.text, src, a.edited)
             n_scores = len(g)
             if cfg.check_unwanted_change:
                 g.append(VLMRequest(aid, "unwanted_change", render("unwanted_change", instruction=a.instruction.text),
-                                    [src, a.edited], None, truth))
+                                    [src, a.edited]))
             if cfg.check_aesthetics:
-                g.append(VLMRequest(aid, "aesthetics", render("aesthetics"), [a.edited], None, truth))
+                g.append(VLMRequest(aid, "aesthetics", render("aesthetics"), [a.edited]))
             groups.append(g)
         for a, answers in zip(live, ask_grouped(self.backend, groups)):
             got = {"edit_scores": answers[:n_scores]}

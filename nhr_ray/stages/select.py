@@ -4,7 +4,6 @@ Each winner is a forward triplet <I0, pe, Ie> whose scores are the validator's o
 
 from __future__ import annotations
 
-import json
 from typing import Iterable
 
 from nhr_ray.io.rows import TripletRow
@@ -32,5 +31,4 @@ def forward_triplet(w: dict, s: dict, run_seed: int) -> TripletRow:
         aesthetics=w["aesthetics"], score=geometric_score(w["adherence"], w["aesthetics"]), prompt=s["prompt"],
         source_seed=s["source_seed"], edit_seed=w["edit_seed"], parents=[], lineage=aid, source_id=s["source_id"],
         attempt_id=aid, score_source="judged", scored_by="validation", scores_from=[],
-        sim_truth=json.loads(w["sim_truth"]) if w.get("sim_truth") else None,
     )  # fmt: skip

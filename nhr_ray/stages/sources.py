@@ -79,7 +79,7 @@ class SourceStage(Stage):
             for ans, r in zip(self.backend.generate(reqs), reqs):
                 scene = scenes[r.item_id]
                 src = Source(r.item_id, scene.scene_id, scene.prompt, r.seed, r.width, r.height, ans.image,
-                             style=scene.style, instructions=scene.instructions, sim_truth=ans.sim_truth)
+                             style=scene.style, instructions=scene.instructions)
                 if ans.error or ans.image is None:
                     v = error_verdict(self.name, ans.error or "no_image")
                 elif ans.image.shape[:2] != (r.height, r.width):

@@ -59,7 +59,7 @@ class ValidationStage(Stage):
         profile = role_profile(self.config, "validator")
         tally, usage = Tally(self.name), []
         live = [a for a in attempts if a.alive]
-        groups = [profile.requests(a.job.attempt_id, a.instruction.text, sources[a.job.source_id].image, a.edited, a.sim_truth)
+        groups = [profile.requests(a.job.attempt_id, a.instruction.text, sources[a.job.source_id].image, a.edited)
                   for a in live]  # fmt: skip
         for a, answers in zip(live, ask_grouped(self.backend, groups)):
             a.gpu_seconds[self.name] = sum(x.gpu_seconds for x in answers)

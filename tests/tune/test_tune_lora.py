@@ -58,7 +58,7 @@ def tuned(rated_run, tiny_models, one_thread, tmp_path_factory):
     prompts = short_prompt_dir(root)
     out = root / "adapter"
     rc = main(["tune-judge", str(rated_run["ratings"]), "--run", str(rated_run["run"]), "--base", str(judge), "--out", str(out),
-               "--prompt-dir", str(prompts), "--holdout", "0.25", "--seed", "0", "--steps", "100", "--lr", "2e-2",
+               "--prompt-dir", str(prompts), "--holdout", "0.25", "--seed", "0", "--steps", "160", "--lr", "2e-2",
                "--batch-size", "2", "--lora-rank", "16", "--max-pixels", "4096", "--device", "cpu"])  # fmt: skip
     assert rc == 0
     return {"out": out, "judge": judge, "prompts": prompts, "report": json.loads((out / "tune.json").read_text())}
@@ -70,7 +70,7 @@ def test_tuning_lowers_the_loss_saves_the_adapter_and_checks_the_held_out_split(
     cfg = json.loads((out / "adapter_config.json").read_text())
     assert cfg["r"] == 16 and "language_model" in cfg["target_modules"]  # the LLM's layers, not the vision tower
     loss = rep["training"]["loss"]
-    assert len(loss) == 100 and np.mean(loss[-5:]) < 0.1 * np.mean(loss[:5])
+    assert len(loss) == 160 and np.mean(loss[-5:]) < 0.1 * np.mean(loss[:5])
     # bad ratings were counted where they were read; the split is by triplet, seeded, disjoint
     assert rep["excluded"] == {"ratings_out_of_range": 1, "ratings_non_numeric": 1, "ratings_unknown_triplet": 1}
     train, held = rep["split"]["train"], rep["split"]["heldout"]
@@ -80,7 +80,7 @@ def test_tuning_lowers_the_loss_saves_the_adapter_and_checks_the_held_out_split(
     preds = pq.read_table(out / "heldout_predictions.parquet").to_pylist()
     assert check["n"] == 4 and sorted(p["triplet"] for p in preds) == sorted(held)
     answered = [p for p in preds if p["outcome"] == "ok"]
-    assert check["answered"] == len(answered) >= 1  # a 175k-parameter judge after 100 steps: not every time
+    assert check["answered"] == len(answered) >= 1  # a 175k-parameter judge after 160 steps: not every time
     assert all((p["adherence"], p["aesthetics"]) == (4.9, 4.8) for p in answered)
     report = json.loads((out / "calibration.json").read_text())
     assert report["n_triplets"] == len(answered) and report["axes"]["adherence"]["mae"] == pytest.approx(0.0)
@@ -115,7 +115,9 @@ def test_a_mining_run_judges_with_the_tuned_validator(tuned, ray_local, tmp_path
     run(cfg, tmp_path / "run")
     funnel = json.loads((tmp_path / "run" / "funnel.json").read_text())
     val = funnel["stages"]["validation"]
-    assert val["in"] > 0 and val["kept"] > 0 and funnel["balanced"]["validation"]
+    raws = [r["validation_raw"] for f in glob.glob(str(tmp_path / "run" / "data" / "attempts-*.parquet"))
+            for r in pq.read_table(f, columns=["validation_raw"]).to_pylist() if r["validation_raw"]]  # fmt: skip
+    assert val["in"] > 0 and val["kept"] > 0 and funnel["balanced"]["validation"], (val, raws[:4])
     rows = [r for f in glob.glob(str(tmp_path / "run" / "data" / "attempts-*.parquet"))
             for r in pq.read_table(f, columns=["validation_outcome", "validation_raw", "adherence", "aesthetics"]).to_pylist()
             if r["validation_outcome"] is not None]  # fmt: skip

@@ -11,9 +11,13 @@ import time
 
 import numpy as np
 
+from nhr_ray.backends.sim import quality as Q
 from nhr_ray.backends.sim import render as R
+from nhr_ray.backends.sim import tag
 from nhr_ray.backends.sim import world as W
 from nhr_ray.backends.sim.gpu import run_time_shared
+from nhr_ray.backends.sim.perceive import instruction_in, perceive, specks_alone
+from nhr_ray.backends.sim.photo_edit import edit_photo
 from nhr_ray.backends.sim.text import SimText
 from nhr_ray.records import item_rng, item_seed, stable_hash
 from nhr_ray.backends.sim_options import SimEditorOptions, SimJudgeOptions, SimT2IOptions
@@ -57,10 +61,10 @@ class SimT2I(_Sim, ImageGenerator):
                     o["present"] = False
             state["implausible"] = W.chance(seed, r.item_id, "implausible", sim.implausible_rate)
             tex = stable_hash(seed, "texture", r.item_id, bits=31)
-            img = R.render(state, tex)
+            img = tag.write(R.render(state, tex), {"state": state, "texture_seed": tex})  # the scene, in its pixels
             cost = (self.options.steps * T2I_STEP_S + VAE_DECODE_S) * self._full_area_ratio(r.width, r.height)
             total += cost
-            out.append(Answer(image=img, gpu_seconds=cost, sim_truth={"state": state, "texture_seed": tex}))
+            out.append(Answer(image=img, gpu_seconds=cost))
         self._sleep(total)
         return out
 
@@ -76,28 +80,23 @@ class SimEditor(_Sim, ImageEditor):
             steps = int(item_rng(seed, r.item_id, "steps").integers(self.options.min_steps, self.options.max_steps + 1))
             cost = (steps * EDIT_STEP_S + VAE_DECODE_S + 0.05) * self._full_area_ratio(w, h)
             total += cost
-            truth = r.sim_truth or {}
-            state = truth.get("state") or R.scene_state("", w, h)
-            tex = truth.get("texture_seed", 0)
             parsed = W.parse_instruction(r.instruction)
             cat = parsed[0] if parsed else "other"
-            target = R.find_target(state, cat, parsed[1]) if parsed else None
-            feasible = not (cat in ("removal", "colour_change", "replacement") and target is None)
-            if cat == "removal_all":
-                feasible = any(o["present"] for o in state["objects"])
-            pair = r.item_id.rpartition(".m")[0] or r.item_id
             cat_key = {"removal_all": "removal", "other": "addition"}.get(cat, cat)
+            scene = tag.read(r.image)  # what it knows of the image: what the image carries, nothing else
+            target = R.find_target(scene["state"], cat, parsed[1]) if scene and parsed else None
+            feasible = scene is None or not (cat in ("removal", "colour_change", "replacement") and target is None)
+            if scene and cat == "removal_all":
+                feasible = any(o["present"] for o in scene["state"]["objects"])
+            pair = r.item_id.rpartition(".m")[0] or r.item_id
             q = W.beta_pair_q(seed, pair, cat_key, sim.pair_success_mean, sim.pair_concentration, sim.category_difficulty) if feasible else 0.0
             outcome = W.draw_outcome(seed, r.item_id, q, cat_key)
-            img = R.render_outcome(state, parsed, target, outcome, tex, seed, r.item_id)
-            out.append(
-                Answer(
-                    image=img,
-                    gpu_seconds=cost,
-                    meta={"steps": steps},
-                    sim_truth={"outcome": outcome, "q": q, "feasible": feasible, "category": cat_key},
-                )
-            )
+            if scene is None:  # a photo: the given pixels, edited where the instruction points
+                img = edit_photo(r.image, r.instruction, outcome, item_rng(seed, r.item_id, "pixels"))
+            else:
+                img, drawn = R.render_outcome(scene["state"], parsed, target, outcome, scene["texture_seed"], seed, r.item_id)
+                img = tag.write(img, {"state": drawn, "texture_seed": scene["texture_seed"]})
+            out.append(Answer(image=img, gpu_seconds=cost, meta={"steps": steps}))
         self._sleep(total)
         return out
 
@@ -121,63 +120,76 @@ MALFORMED = {
 
 
 class SimJudge(_Sim, VisionJudge):
+    """Judges what it is handed: the images (their pixels, and the scene a simulated image carries) and
+    the instruction it reads in its prompt (perceive.py). What it perceives sets its pass chance
+    (world.py's tables, by the kind of outcome it sees), and its answers come in the formats real
+    models use, malformed now and then."""
+
     Options = SimJudgeOptions
 
     def ask(self, requests: list[VLMRequest]) -> list[Answer]:
         out, total = [], 0.0
         seed, sim = self.context.run_seed, self.context.sim
         role = self.context.role
+        seen: dict[tuple, object] = {}  # one look per candidate, however many questions it gets
         for r in requests:
             rng = item_rng(seed, f"{r.item_id}/{role}", r.question)
-            truth = r.sim_truth or {}
             cost = 0.0 if role == "validator" else (GATE_CALL_S if role == "gate" else PREFILTER_S.get(r.question, 0.55))
             total += cost
             kind = "scores" if r.question == "edit_scores" else "yes_no"
             if rng.random() < sim.malformed_rate:
                 text = str(rng.choice(MALFORMED[kind]))
             elif r.question == "plausibility":
-                state = truth.get("state")
-                if state is None:
-                    key = "clean"
-                elif state.get("implausible"):
-                    key = "implausible"
-                elif any(not o["present"] for o in state["objects"]):
-                    key = "missing"
-                else:
-                    key = "clean"
-                text = _yes_no(rng.random() < W.GATE_PASS[key], rng)
+                text = _yes_no(rng.random() < W.GATE_PASS[_plausibility(r.images[0])], rng)
+            elif len(r.images) < 2:  # the edited image alone: is it pleasing?
+                text = self._judge_alone(r, rng)
             else:
-                text = self._judge_edit(r, truth, rng)
+                ins = instruction_in(r.prompt)
+                key = (r.item_id, ins, id(r.images[0]), id(r.images[1]))
+                if key not in seen:
+                    seen[key] = (perceive(r.images[0], r.images[1], ins), Q.latents(r.images[0], r.images[1], ins))
+                text = self._judge_edit(r, seen[key], rng)
             out.append(Answer(text=text, gpu_seconds=cost))
         self._sleep(total)
         return out
 
-    def _judge_edit(self, r: VLMRequest, truth: dict, rng: np.random.Generator) -> str:
-        outcome = truth.get("outcome", "clean" if rng.random() < 0.2 else "partial")
-        if "inverse_of" in truth:  # backward consistency: is the inverse triplet right?
-            p = W.INVERSE_PASS["true" if truth["inverse_of"] == "clean" else "false"]
-        elif self.context.role == "validator":
-            p = W.VALIDATOR_PASS.get(outcome, 0.0)
-        else:
-            p = W.PREFILTER_PASS.get(outcome, 0.0)
+    def _judge_alone(self, r: VLMRequest, rng: np.random.Generator) -> str:
+        """The edited image alone: is it pleasing (aesthetics), or its scores (one image, no instruction)."""
+        lat = Q.latents(r.images[0], r.images[0])
+        aes = lat.picture - 2.5 * float(Q._sat(max(specks_alone(r.images[0]) - 0.03, 0.0), 0.01)) - lat.finish[1]
         if r.question == "aesthetics":
-            return _yes_no(rng.random() < AESTHETIC_OK, rng)
-        # the prefilter's three questions share one pass decision per attempt
-        passed = W.chance(self.context.run_seed, f"{r.item_id}/{self.context.role}", "pass", p)
-        if r.question == "unwanted_change":  # an instruction whose target was never drawn is infeasible
-            return _yes_no(passed or (truth.get("feasible", True) and rng.random() < 0.5), rng)
-        if passed:
-            lo = W.PASS_SCORE_FLOOR.get(self.context.role, 4.72)
-            return _scores_text(rng.uniform(lo, 5.0), rng.uniform(lo, 5.0), rng)
-        # a failed edit: how badly tracks how hard the pair is (hopeless pairs score lowest)
-        hi_floor = 4.0 if self.context.role == "prefilter" else 4.7
-        q = float(truth.get("q", 0.2))
-        low = float(np.clip(rng.normal(1.6 + 2.2 * np.sqrt(q), 0.35), 1.0, hi_floor - 0.05))
-        if rng.random() < 1.0 - 0.5 * np.sqrt(q):  # the harder the pair, the more often adherence is what fails
-            return _scores_text(low, rng.uniform(3.5, 5.0), rng)
-        return _scores_text(rng.uniform(hi_floor, 5.0), rng.uniform(max(low, 2.0), hi_floor - 0.05) if low < hi_floor - 0.05 else hi_floor - 0.1, rng)
+            return _yes_no(bool(Q.pleasing(aes, rng.standard_normal())), rng)
+        return _scores_text(float(Q.on_grid(aes + 0.3 * rng.standard_normal())), float(Q.on_grid(aes)), rng)
+
+    def _judge_edit(self, r: VLMRequest, seen, rng: np.random.Generator) -> str:
+        """From what it perceives (perceive.py) and the pair's latents, the truth a careful human would
+        give; then this judge's error model (quality.py): the validator errs as the paper's tuned
+        validator, the pre-filter as Qwen2.5-VL-72B."""
+        p, lat = seen
+        role = self.context.role
+        adh, aes = Q.true_quality(p.done, p.outside, p.specks, p.feasible, *lat.finish, lat.picture)
+        if r.question == "unwanted_change":
+            z = Q.normals(lat.key, f"unwanted/{role}", 1)[0]
+            return _yes_no(bool(Q.only_asked_change(p.done, p.outside, p.specks, p.feasible, z)), rng)
+        if r.question == "aesthetics":
+            return _yes_no(bool(Q.pleasing(aes, rng.standard_normal())), rng)
+        j = Q.JUDGES.get(role, Q.VALIDATOR)
+        rho = self.context.sim.judge_error_correlation
+        err = Q.judge_errors(*Q.error_draws(lat, role), rho, j.halo)
+        a, b = Q.scores(adh, aes, j, err, rng.standard_normal(2), Q.uniform(lat.key, f"lapse/{role}"))
+        return _scores_text(float(a), float(b), rng)
 
 
-AESTHETIC_OK = W.AESTHETIC_OK
+def _plausibility(image: np.ndarray) -> str:
+    """What the gate sees in a source image: a flaw or a missing object the T2I model drew into it
+    (written into its pixels: tag.py); a photo looks clean."""
+    scene = tag.read(image)
+    state = scene["state"] if scene else None
+    if state is None:
+        return "clean"
+    if state.get("implausible"):
+        return "implausible"
+    return "missing" if any(not o["present"] for o in state["objects"]) else "clean"
+
 
 __all__ = ["SimText", "SimT2I", "SimEditor", "SimJudge", "item_seed"]

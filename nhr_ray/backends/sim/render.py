@@ -64,7 +64,9 @@ def render(state: dict[str, Any], texture_seed: int) -> np.ndarray:
     img = np.broadcast_to(img, (h, w, 3)).copy()
     tex = np.random.default_rng(texture_seed).integers(-6, 7, size=(h, w, 1)).astype(np.float32)
     img = np.clip(img + tex, 0, 255).astype(np.uint8)
-    for o in state["objects"]:
+    # back to front (the farther up the picture, the farther away), whatever order the scene lists them
+    # in: an object added back by an inverse edit lands where it was
+    for o in sorted(state["objects"], key=lambda o: (W.POSITIONS[o["position"]][1], o["position"])):
         if not o["present"]:
             continue
         fx, fy = W.POSITIONS[o["position"]]
@@ -137,17 +139,18 @@ def apply_edit(state: dict[str, Any], parsed, target: int | None) -> dict[str, A
 
 def render_outcome(
     state: dict[str, Any], parsed, target: int | None, outcome: str, texture_seed: int, run_seed: int, attempt: str
-) -> np.ndarray:
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The edited image for this outcome, and the scene it shows (what the editor writes into its tag)."""
     rng = item_rng(run_seed, attempt, "pixels")
     src = render(state, texture_seed)
     if outcome == "no_change":
-        return vae_noise(src, rng)
+        return vae_noise(src, rng), state
     if outcome == "scattered_noise":
         out = src.copy()
         n = max(200, int(0.06 * out.shape[0] * out.shape[1]))  # isolated specks, no real edit
         ys, xs = rng.integers(0, out.shape[0], n), rng.integers(0, out.shape[1], n)
         out[ys, xs] = out[ys, xs] + np.uint8(128)
-        return vae_noise(out, rng)
+        return vae_noise(out, rng), state
     present = [i for i, o in enumerate(state["objects"]) if o["present"]]
     targeted = parsed is not None and parsed[0] in ("removal", "colour_change", "replacement")
     if outcome == "partial" and targeted and target is None:
@@ -156,33 +159,38 @@ def render_outcome(
         others = [i for i in present if i != target]
         if others:
             target = int(rng.choice(others))
-            edited = render(apply_edit(state, parsed, target), texture_seed)
             if parsed is not None and parsed[0] in ("removal", "colour_change", "replacement"):
-                return vae_noise(edited, rng)
+                drawn = apply_edit(state, parsed, target)
+                return vae_noise(render(drawn, texture_seed), rng), drawn
             s = copy.deepcopy(state)
             s["objects"][target]["colour"] = "black" if s["objects"][target]["colour"] != "black" else "white"
-            return vae_noise(render(s, texture_seed), rng)
+            return vae_noise(render(s, texture_seed), rng), s
         outcome = "partial"
     goal = apply_edit(state, parsed, target)
     edited = render(goal, texture_seed)
-    if outcome == "partial":
+    if outcome == "partial":  # a share (0.3-0.8) of what the edit changes: of its target, of an added object, or of the picture
         if target is not None:
             x0, y0, x1, y1 = object_box(state, state["objects"][target])
+        elif parsed is not None and parsed[0] == "addition":
+            x0, y0, x1, y1 = object_box(goal, goal["objects"][-1])
         else:
             x0, y0, x1, y1 = 0, 0, edited.shape[1], edited.shape[0]
         out = src.copy()
-        xm = (x0 + x1) // 2
+        xm = x0 + int(round((x1 - x0) * rng.uniform(0.3, 0.8)))
         out[y0:y1, x0:xm] = edited[y0:y1, x0:xm]
-        return vae_noise(out, rng)
+        return vae_noise(out, rng), state
     if outcome == "collateral_drift":
         others = [i for i in present if i != target]
         if others:
             j = int(rng.choice(others))
-            goal["objects"][j]["colour"] = "pink" if goal["objects"][j]["colour"] != "pink" else "teal"
-            edited = render(goal, texture_seed)
+            drift = copy.deepcopy(goal)
+            drift["objects"][j]["colour"] = "pink" if goal["objects"][j]["colour"] != "pink" else "teal"
+            x0, y0, x1, y1 = object_box(goal, goal["objects"][j])  # a share (0.35-1) of another object recoloured
+            xm = x0 + int(round((x1 - x0) * rng.uniform(0.35, 1.0)))
+            edited[y0:y1, x0:xm] = render(drift, texture_seed)[y0:y1, x0:xm]
         else:
             edited = np.clip(edited.astype(np.int16) + 45, 0, 255).astype(np.uint8)
     out = vae_noise(edited, rng)
     if outcome == "off_size":
         out = cv2.resize(out, (out.shape[1] + 16, out.shape[0] + 8), interpolation=cv2.INTER_LINEAR)
-    return out
+    return out, goal

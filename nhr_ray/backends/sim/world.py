@@ -6,15 +6,16 @@ the tests at scale and the benchmarks. Every decision is a function of (run seed
 The world speaks a small language. Scene prompts name objects as "<size> <colour> <object>
 <position>" phrases; instructions use fixed verbs per category. The simulated T2I model parses the
 prompt and really draws the objects (sometimes failing to draw one); the simulated editor parses the
-instruction, picks an outcome for the attempt and really changes pixels; the simulated judges look at
-the true outcome carried in `sim_truth` and answer in the text formats real models use.
+instruction, picks an outcome for the attempt and really changes pixels. The scene travels in the
+pixels (tag.py), and the simulated judges judge the images and the instruction they are handed
+(perceive.py): what they perceive, never an outcome label, sets the true quality a careful human
+would give, and each judge errs around it as the paper's judges err against humans (quality.py),
+answering in the text formats real models use.
 
 Calibration (defaults, see SimConfig): a feasible (image, instruction) pair has a true-clean
-probability q ~ Beta(mu_c * kappa, (1 - mu_c) * kappa) with mu = 0.20 and kappa = 0.33; a pair whose
-target the T2I never drew is hopeless. With the judges' pass rates per true outcome (tables below) the
-per-attempt pass-all probability has mean ~0.15 and ~29 % of pairs succeed within M = 5, as SPEC.md's
-Beta(0.105, 0.581) law implies, and the run's funnel lands near the paper's Table 3
-(tests/test_sim_calibration.py checks it).
+probability q ~ Beta(mu_c * kappa, (1 - mu_c) * kappa) with mu = 0.85 and kappa = 0.12; a pair whose
+target the T2I never drew is hopeless. Through the fallible judges (quality.py) the run's funnel
+lands near the paper's Table 3 (tests/test_default_run.py checks every row within 5 points).
 """
 
 from __future__ import annotations
@@ -75,13 +76,14 @@ SETTING_RE = re.compile("|".join(map(re.escape, SETTINGS)))
 INSTR = {
     "removal_all": re.compile(r"^remove all (?:of )?the objects", re.I),
     "removal": re.compile(rf"^(?:remove the|lose the|get rid of the|could you take away the|no) ({_COL}) ({_OBJ}) ({_POS})", re.I),
-    "addition": re.compile(rf"^add an? ({_SIZ}) ({_COL}) ({_OBJ}) ({_POS})", re.I),
+    "addition": re.compile(rf"^(?:add|place|put) an? ({_SIZ}) ({_COL}) ({_OBJ}) ({_POS})", re.I),
     "colour_change": re.compile(rf"^(?:make|let's have) the ({_OBJ}) ({_POS}) (?:in )?({_COL})", re.I),
-    "replacement": re.compile(rf"^(?:replace|swap) the ({_COL}) ({_OBJ}) ({_POS}) (?:with|for) an? ({_COL}) ({_OBJ})", re.I),
+    "replacement": re.compile(rf"^(?:replace|swap) the ({_COL}) ({_OBJ}) ({_POS}) (?:with|for) an? (?:(?:{_SIZ}) )?({_COL}) ({_OBJ})", re.I),
     "style": re.compile(rf"^turn the whole picture into an? ({_STY})", re.I),
 }
 
-# --- calibration tables: P(judge passes | true outcome) ---------------------------------------
+# --- calibration tables: how the editor fails, and how often the gate passes what it sees --------
+# (the score judges' error models are in quality.py)
 FAILURE_MODES: dict[str, dict[str, float]] = {  # category -> failure mode weights
     "removal": {"partial": .25, "wrong_object": .15, "collateral_drift": .25, "no_change": .15, "scattered_noise": .12, "off_size": .08},
     "addition": {"partial": .25, "wrong_object": .10, "collateral_drift": .30, "no_change": .15, "scattered_noise": .12, "off_size": .08},
@@ -89,19 +91,7 @@ FAILURE_MODES: dict[str, dict[str, float]] = {  # category -> failure mode weigh
     "replacement": {"partial": .25, "wrong_object": .15, "collateral_drift": .25, "no_change": .15, "scattered_noise": .12, "off_size": .08},
     "style": {"partial": .30, "wrong_object": .0, "collateral_drift": .35, "no_change": .15, "scattered_noise": .12, "off_size": .08},
 }  # fmt: skip
-PREFILTER_PASS = {"clean": .97, "collateral_drift": .64, "partial": .54, "wrong_object": .38,
-                  "no_change": .01, "scattered_noise": .02, "off_size": .015}  # fmt: skip
-VALIDATOR_PASS = {"clean": .93, "collateral_drift": .025, "partial": .015, "wrong_object": .01,
-                  "no_change": .0, "scattered_noise": .0, "off_size": .0}  # fmt: skip
 GATE_PASS = {"clean": .90, "missing": .45, "implausible": .06}
-INVERSE_PASS = {"true": .97, "false": .15}  # backward consistency: forward truly clean or not
-# Where a passing answer's scores lie (each axis uniform in [floor, 5.0]). The validator's passes
-# clear its 4.7 bar. The pre-filter passes at its own, lower bar (4.0); the floor sets how many of its
-# passes would also clear 4.7: SPEC Table 7 gives Qwen-72B at 4.7 a recall of 0.483 on good edits,
-# against the 0.97 it passes here at 4.0, so both axes clear 4.7 about half the time:
-# ((5 - 4.7) / (5 - floor))^2 = 0.483 / 0.97 -> floor = 4.575.
-PASS_SCORE_FLOOR = {"prefilter": 4.575, "validator": 4.72}
-AESTHETIC_OK = 0.97  # prefilter 'is it pleasing' for an image without artefacts
 
 
 @dataclass
