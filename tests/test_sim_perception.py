@@ -10,7 +10,7 @@ from nhr_ray.backends.sim import oracle, tag
 from nhr_ray.backends.sim import world as W
 from nhr_ray.backends.sim.perceive import instruction_in, perceive
 from nhr_ray.config import load_config
-from nhr_ray.io.images import decode, encode
+from nhr_ray.io.images import encode
 from nhr_ray.parsing import parse_scores
 from nhr_ray.roles import BackendContext, EditRequest, T2IRequest, VLMRequest, build_backend
 
