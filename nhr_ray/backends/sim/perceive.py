@@ -17,8 +17,6 @@ wrong, and it is the same whoever holds it (judges, and the sim-only oracle test
 from __future__ import annotations
 
 import copy
-import functools
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -94,17 +92,9 @@ def _changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2]) > THRESHOLD
 
 
-@functools.lru_cache(maxsize=128)
-def _rendered(state_json: str, texture_seed: int) -> np.ndarray:
-    """A scene's pixels (render.py is deterministic), kept for the next candidate of the same source
-    or instruction: a judge sees a source's k x M candidates in a row. Read-only."""
-    img = R.render(json.loads(state_json), texture_seed)
-    img.flags.writeable = False
-    return img
-
-
 def _render(state: dict[str, Any], texture_seed: int) -> np.ndarray:
-    return _rendered(json.dumps(state, sort_keys=True), texture_seed)
+    """A scene's pixels, read-only and kept (render.rendered): a judge sees a source's k x M candidates in a row."""
+    return R.rendered(state, texture_seed)
 
 
 def _photo_region(instruction: str, h: int, w: int) -> np.ndarray:

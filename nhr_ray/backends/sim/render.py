@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import functools
+import json
 from typing import Any
 
 import cv2
@@ -54,6 +56,19 @@ def object_box(state: dict[str, Any], obj: dict[str, Any]) -> tuple[int, int, in
     cx, cy = int(fx * w), int(fy * h)
     ry = int(r * 1.4) + 2
     return max(0, cx - r - 2), max(0, cy - ry), min(w, cx + r + 3), min(h, cy + ry + 1)
+
+
+@functools.lru_cache(maxsize=128)
+def _rendered(state_json: str, texture_seed: int) -> np.ndarray:
+    img = render(json.loads(state_json), texture_seed)
+    img.flags.writeable = False
+    return img
+
+
+def rendered(state: dict[str, Any], texture_seed: int) -> np.ndarray:
+    """render(), read-only and kept for the next call with the same scene: the editor draws a source and
+    its asked-for edit once for the k x M attempts of it, a judge the scenes of a source's candidates."""
+    return _rendered(json.dumps(state, sort_keys=True), texture_seed)
 
 
 def render(state: dict[str, Any], texture_seed: int) -> np.ndarray:
@@ -142,7 +157,7 @@ def render_outcome(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The edited image for this outcome, and the scene it shows (what the editor writes into its tag)."""
     rng = item_rng(run_seed, attempt, "pixels")
-    src = render(state, texture_seed)
+    src = rendered(state, texture_seed)  # read-only: copied before any change
     if outcome == "no_change":
         return vae_noise(src, rng), state
     if outcome == "scattered_noise":
@@ -161,13 +176,13 @@ def render_outcome(
             target = int(rng.choice(others))
             if parsed is not None and parsed[0] in ("removal", "colour_change", "replacement"):
                 drawn = apply_edit(state, parsed, target)
-                return vae_noise(render(drawn, texture_seed), rng), drawn
+                return vae_noise(rendered(drawn, texture_seed), rng), drawn
             s = copy.deepcopy(state)
             s["objects"][target]["colour"] = "black" if s["objects"][target]["colour"] != "black" else "white"
-            return vae_noise(render(s, texture_seed), rng), s
+            return vae_noise(rendered(s, texture_seed), rng), s
         outcome = "partial"
     goal = apply_edit(state, parsed, target)
-    edited = render(goal, texture_seed)
+    edited = rendered(goal, texture_seed)  # read-only: copied before any change
     if outcome == "partial":  # a share (0.3-0.8) of what the edit changes: of its target, of an added object, or of the picture
         if target is not None:
             x0, y0, x1, y1 = object_box(state, state["objects"][target])
@@ -187,6 +202,7 @@ def render_outcome(
             drift["objects"][j]["colour"] = "pink" if goal["objects"][j]["colour"] != "pink" else "teal"
             x0, y0, x1, y1 = object_box(goal, goal["objects"][j])  # a share (0.35-1) of another object recoloured
             xm = x0 + int(round((x1 - x0) * rng.uniform(0.35, 1.0)))
+            edited = edited.copy()
             edited[y0:y1, x0:xm] = render(drift, texture_seed)[y0:y1, x0:xm]
         else:
             edited = np.clip(edited.astype(np.int16) + 45, 0, 255).astype(np.uint8)
