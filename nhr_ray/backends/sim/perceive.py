@@ -92,11 +92,6 @@ def _changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2]) > THRESHOLD
 
 
-def _render(state: dict[str, Any], texture_seed: int) -> np.ndarray:
-    """A scene's pixels, read-only and kept (render.rendered): a judge sees a source's k x M candidates in a row."""
-    return R.rendered(state, texture_seed)
-
-
 def _photo_region(instruction: str, h: int, w: int) -> np.ndarray:
     """Where an instruction points on an image the model knows nothing more of: the box of the
     position it names (the centre when it names none), object-sized."""
@@ -116,8 +111,9 @@ def perceive(source: np.ndarray, edited: np.ndarray, instruction: str) -> Percei
     if scene is not None:
         state, tex = scene["state"], scene["texture_seed"]
         want, feasible = expected_state(state, instruction)
-        expected = _render(want, tex) if feasible else None
-        e = _changed(_render(state, tex), expected) if feasible else np.zeros_like(d)
+        # scenes rendered once and kept, read-only (render.rendered): a judge sees a source's k x M candidates in a row
+        expected = R.rendered(want, tex) if feasible else None
+        e = _changed(R.rendered(state, tex), expected) if feasible else np.zeros_like(d)
         ok = ~_changed(edited, expected) if feasible else np.zeros_like(d)
     else:  # a photo: the box the instruction names should change, nothing else
         feasible = W.parse_instruction(instruction) is not None
