@@ -92,7 +92,7 @@ def cmd_calibrate(args) -> int:
         report = calibrate(args.ratings, args.predictions, threshold=args.threshold, sweep=sweep, run_dir=args.run,
                            triplet_col=args.triplet_col, rater_col=args.rater_col,
                            predictions_triplet_col=args.predictions_triplet_col,
-                           allow_simulated_judge=args.allow_simulated_judge)  # fmt: skip
+                           allow_simulated_judge=args.allow_simulated_judge, judge=args.judge)  # fmt: skip
     except InputError as e:
         print(f"nhr-ray calibrate: {e}", file=sys.stderr)
         return 2
@@ -183,6 +183,9 @@ def _calibrate_parser(sub) -> None:
     p.add_argument("--allow-simulated-judge", action="store_true",
                    help="with --run: calibrate the scores a simulated validator recorded on images the simulation did not "
                    "make (refused otherwise; the output then says so)")
+    p.add_argument("--judge", help="with --run: the scores one judge of the run's ensemble validator recorded "
+                   "(attempts table, validation_judges), not the combined ones: that judge's calibration, for "
+                   "judging.ensemble.judges[].calibration")
     p.set_defaults(func=cmd_calibrate)
 
 

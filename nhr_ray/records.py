@@ -92,6 +92,7 @@ class Verdict:
     adherence: float | None = None
     aesthetics: float | None = None
     failed: bool = False  # infrastructure failure (model error, API exhausted), not a judgement
+    judges: list[dict] | None = None  # the validator's judges, each one's scores and reason (stages/panel.py)
 
     @property
     def outcome(self) -> str:

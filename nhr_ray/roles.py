@@ -145,6 +145,7 @@ class BackendContext:
     # shared rate limiters and the run's spend ledger (nhr_ray/ports.py): the Ray layer hands in its
     # cluster-wide ones; None: this process's own buckets (a test, a CLI tool outside Ray)
     limits: Limits | None = None
+    judge: str | None = None  # which judge of the validator's ensemble this backend is (None: the role's one judge)
 
 
 class BackendUnavailable(RuntimeError):

@@ -29,7 +29,11 @@ PINNED = {
         ("final_stage", S), ("final_outcome", S), ("final_reason", S), ("kept", B),
         *[(f"{st}_{x}", S) for st in ("edit", "prefilter", "lowlevel", "validation") for x in ("outcome", "reason", "raw")],
         ("prefilter_adherence", F64), ("prefilter_aesthetics", F64), ("adherence", F64), ("aesthetics", F64),
-        ("score", F64), ("changed_pixels", I64), ("largest_component_share", F64), ("gpu_seconds", F64),
+        ("score", F64),
+        # each of the validator's judges on the attempt (issue 19: one judge, or an ensemble's)
+        ("validation_judges", pa.list_(pa.struct([("judge", S), ("adherence", F64), ("aesthetics", F64), ("outcome", S),
+                                                  ("reason", S)]))),
+        ("changed_pixels", I64), ("largest_component_share", F64), ("gpu_seconds", F64),
         ("edit_meta", S), ("edited_image", IMAGE), ("api_usage", S),
     ]),
     "triplets": pa.schema([

@@ -153,3 +153,12 @@ def test_a_simulated_judge_on_the_simulations_own_run_needs_no_flag(foreign, cap
     assert main(["score", str(run / "data"), "--n", "10", *FOREIGN_COLS]) == 0
     out = capsys.readouterr().out
     assert out.startswith("SIMULATED validator (roles.validator.backend: sim) on data the simulation made")
+
+
+def test_an_ensemble_config_is_refused_not_scored_with_one_of_its_judges(foreign):
+    """`score` asks one judge; an ensemble config must not be scored silently with roles.validator alone."""
+    d, _ = foreign
+    cfg = small_config(**{**sim_except("validator"), "roles.validator.backend": "test_reads_instruction",
+                          "judging.ensemble.judges": "[{name: a, backend: sim}, {name: b, backend: sim}]"})  # fmt: skip
+    with pytest.raises(InputError, match="ensemble validator"):
+        score_dataset(str(d), cfg, n=10, source_col="input", edited_col="output", instruction_col="prompt")

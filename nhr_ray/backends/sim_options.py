@@ -3,6 +3,10 @@ config's `roles.<role>.options` are checked without importing the simulation wor
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from nhr_ray.roles import BackendOptions
 
 
@@ -20,4 +24,13 @@ class SimEditorOptions(BackendOptions):
 
 
 class SimJudgeOptions(BackendOptions):
-    pass
+    errs_as: Literal["validator", "prefilter"] | None = Field(
+        None,
+        description="Whose fitted error model a score judge follows (backends/sim/quality.py): 'validator' (the paper's "
+        "tuned validator, Tables 1 and 7) or 'prefilter' (Qwen2.5-VL-72B); None: its role's.",
+    )
+    gpu_seconds: float | None = Field(
+        None, ge=0,
+        description="GPU-seconds one question costs; None: its role's (the validator 0: a hosted model, as the paper's "
+        "tuned Gemini). A Qwen2.5-VL-7B-size judge served on a GPU: 0.739 (SPEC.md, 2 images + 20 tokens).",
+    )

@@ -50,12 +50,22 @@ def preset_dict(name: str) -> dict[str, Any]:
     return out
 
 
+def ensemble_judges(data: Any) -> list[dict[str, Any]]:
+    """The judges (dicts) of judging.ensemble in unvalidated config data; [] where there are none."""
+    judging = data.get("judging") if isinstance(data, dict) else None
+    ens = judging.get("ensemble") if isinstance(judging, dict) else None
+    judges = ens.get("judges") if isinstance(ens, dict) else None
+    return [j for j in judges if isinstance(j, dict)] if isinstance(judges, list) else []
+
+
 def _unname_default_sim(data: dict[str, Any], layers: list[tuple[str, dict[str, Any]]]) -> None:
     """The default preset's `backend: sim` lines say what a config naming no backend runs; they name
     nothing for a config that names a real backend anywhere: there, a role whose backend only the
     default preset gives is unset, and the config is refused naming it (RunConfig._backends_named)."""
     roles = data.get("roles")
-    if not isinstance(roles, dict) or all(not isinstance(v, dict) or v.get("backend") in (None, SIM) for v in roles.values()):
+    backends = [v for v in roles.values() if isinstance(v, dict)] if isinstance(roles, dict) else []
+    backends += ensemble_judges(data) if isinstance(roles, dict) else []
+    if all(v.get("backend") in (None, SIM) for v in backends):  # no real backend named: the simulation, as preset
         return
     named = {r for name, layer in layers if name != "preset default" and isinstance(layer.get("roles"), dict)
              for r, v in layer["roles"].items() if isinstance(v, dict) and "backend" in v}  # fmt: skip

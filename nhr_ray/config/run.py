@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import Field, ValidationError, model_validator
 
 from nhr_ray.config.api import ApiConfig
@@ -43,6 +45,24 @@ class RunConfig(Strict):
         default_factory=JudgingConfig, description="Judge profiles (scoring prompt, answer format, scale) per judging role."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _real_judge_names_every_role(cls, data):
+        """A real backend named only by an ensemble judge counts as a real backend named (_backends_named)."""
+        from nhr_ray.config.load import ensemble_judges
+
+        real = [f"{j.get('name')}: {j['backend']}" for j in ensemble_judges(data) if j.get("backend") not in (None, SIM)]
+        roles = data.get("roles") if isinstance(data, dict) else None
+        roles = roles if isinstance(roles, dict) else {}
+        unset = [r for r in ROLE_KINDS if not isinstance(roles.get(r), dict) or roles[r].get("backend") is None]
+        if real and unset:
+            raise ValueError(
+                f"{', '.join(f'roles.{r}.backend' for r in unset)}: not named, while judging.ensemble judge {', '.join(real)} "
+                "is real. A config that names a real backend names every role's (`sim` to simulate one): no role runs "
+                "on the simulation unasked"
+            )
+        return data
+
     @model_validator(mode="after")
     def _roles_exist(self):
         for role in ROLE_KINDS:
@@ -81,6 +101,35 @@ class RunConfig(Strict):
                                  f"roles.{role} answers only in the 'nhr' formats")  # fmt: skip
         return self
 
+    @model_validator(mode="after")
+    def _ensemble_judges_fit(self):
+        for j in self.validator_judges("validation") if self.judging.ensemble else ():
+            where = f"judging.ensemble.judges[{j.name}]"
+            try:
+                options_class("validator", j.backend).model_validate(j.options)
+            except (KeyError, BackendUnavailable) as e:
+                raise ValueError(f"{where}.backend: {e}") from None
+            except ValidationError as e:
+                raise ValueError(f"{where}.options: {first_error(e)}") from None
+            if j.backend == SIM and not profile_class(j.profile).sim_speaks_it:
+                raise ValueError(f"{where}.profile: {j.profile!r} needs a real judge model; a simulated judge answers "
+                                 "only in the 'nhr' formats")  # fmt: skip
+        return self
+
+    def validator_judges(self, stage: str = "validation") -> list[PanelJudge]:
+        """The judges of the validator role for a judging stage ('validation', 'consistency'): the
+        ensemble's, or roles.validator's one judge (named 'validator') with that stage's profile."""
+        rc, ens = self.roles.validator, self.judging.ensemble
+        if ens is None:
+            pc = self.judging.for_stage(stage)
+            return [PanelJudge("validator", rc.backend, dict(rc.options), pc.profile, pc.prompt_dir)]
+        return [
+            PanelJudge(j.name, j.backend or rc.backend,
+                       dict(j.options if j.options is not None else (rc.options if j.backend is None else {})),
+                       j.profile, j.prompt_dir, j.bias, j.error_sd)
+            for j in ens.judges
+        ]  # fmt: skip
+
     def role(self, name: str) -> RoleConfig:
         return getattr(self.roles, name)
 
@@ -92,4 +141,19 @@ class RunConfig(Strict):
         unused = {"designer": self.sources.kind == "images", "t2i": self.sources.kind == "images",
                   "gate": not self.gate.enabled, "prefilter": not self.prefilter.enabled,
                   "inverter": not self.inversion.enabled}  # fmt: skip
-        return [r for r in ROLE_KINDS if self.role(r).backend == SIM and not unused.get(r, False)]
+        sim = {r: self.role(r).backend == SIM for r in ROLE_KINDS}
+        sim["validator"] = any(j.backend == SIM for j in self.validator_judges())
+        return [r for r in ROLE_KINDS if sim[r] and not unused.get(r, False)]
+
+
+@dataclass(frozen=True)
+class PanelJudge:
+    """One judge of the validator role, resolved: its backend, options and profile."""
+
+    name: str
+    backend: str | None
+    options: dict
+    profile: str
+    prompt_dir: str | None = None
+    bias: dict | None = None
+    error_sd: dict | None = None

@@ -23,6 +23,9 @@ from nhr_ray.stages import table
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 ATTEMPT_STAGES = tuple(s.name for s in table.attempt_stages())  # each gets <stage>_outcome/_reason/_raw columns
 VERDICT_PARTS = ("outcome", "reason", "raw")
+# each of the validator's judges on one attempt (one judge, or judging.ensemble's): its own scores and reason
+JUDGE_SCORES = pa.list_(pa.struct([("judge", pa.string()), ("adherence", pa.float64()), ("aesthetics", pa.float64()),
+                                   ("outcome", pa.string()), ("reason", pa.string())]))  # fmt: skip
 
 
 def col(arrow: pa.DataType) -> Any:
@@ -135,6 +138,7 @@ class AttemptRow(Record):
     adherence: float | None = col(pa.float64())
     aesthetics: float | None = col(pa.float64())
     score: float | None = col(pa.float64())
+    validation_judges: list[dict] | None = col(JUDGE_SCORES)  # adherence/aesthetics above: their combination
     changed_pixels: int | None = col(pa.int64())
     largest_component_share: float | None = col(pa.float64())
     gpu_seconds: float = col(pa.float64())
@@ -151,6 +155,7 @@ class AttemptRow(Record):
             verdicts.update({f"{st}_{p}": getattr(v, p) if v else None for p in VERDICT_PARTS})
         pre_adh, pre_aes = a.scores("prefilter")
         adh, aes = a.scores("validation")
+        val = next((v for v in a.verdicts if v.stage == "validation"), None)
         want = keep_image == "all" or (keep_image == "validated" and adh is not None)
         return cls(
             attempt_id=j.attempt_id, pair_id=j.pair_id, source_id=j.source_id, instruction_index=j.instruction_index,
@@ -161,6 +166,7 @@ class AttemptRow(Record):
             kept=a.alive and last is not None and last.stage == "validation",
             verdicts=verdicts, prefilter_adherence=pre_adh, prefilter_aesthetics=pre_aes, adherence=adh, aesthetics=aes,
             score=geometric_score(adh, aes) if adh is not None and aes is not None else None,
+            validation_judges=val.judges if val is not None else None,
             changed_pixels=a.lowlevel.get("changed_pixels"), largest_component_share=a.lowlevel.get("largest_share"),
             gpu_seconds=float(sum(a.gpu_seconds.values())),
             edit_meta=json.dumps(a.edit_meta, default=str) if a.edit_meta else None,

@@ -125,11 +125,11 @@ def debias_notes(ratings: list[tuple[str, str, float]]) -> dict[str, Any]:
     return out
 
 
-def _ratings(path, excluded: Counter, notes: list[str], run_dir, triplet_col, rater_col):
+def _ratings(path, excluded: Counter, notes: list[str], run_dir, triplet_col, rater_col, judge=None):
     rows = read_ratings(path, excluded, triplet_col, rater_col)
     run_scores = None
     if run_dir is not None:
-        rows, run_scores = check_against_run(rows, run_dir, excluded, notes)
+        rows, run_scores = check_against_run(rows, run_dir, excluded, notes, judge)
     if not rows:
         raise InputError(f"ratings file {path}: no usable rating rows ({dict(excluded)})")
     per_axis = {a: [(r["triplet"], r["rater"], r[a]) for r in rows] for a in AXES}
@@ -152,16 +152,22 @@ def human_scores(ratings_path) -> tuple[dict[str, tuple[float, float]], dict[str
 
 def calibrate(ratings_path, predictions_path=None, threshold: float = 4.7, sweep: list[float] | None = None, *,
               run_dir=None, triplet_col: str | None = None, rater_col: str | None = None,
-              predictions_triplet_col: str | None = None, allow_simulated_judge: bool = False) -> dict[str, Any]:  # fmt: skip
+              predictions_triplet_col: str | None = None, allow_simulated_judge: bool = False,
+              judge: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Judge a validator against de-biased ratings. Predictions come from `predictions_path`, or, when
     only `run_dir` is given, from the validator scores that run recorded for the rated items (refused
-    when a simulated validator recorded them on images the simulation did not make, unless allowed)."""
+    when a simulated validator recorded them on images the simulation did not make, unless allowed);
+    `judge`: those of one judge of the run's ensemble validator (its calibration for combine: calibrated)."""
+    if judge is not None and (run_dir is None or predictions_path is not None):
+        raise InputError("--judge reads one judge's scores from the run: give --run and no predictions file")
     if predictions_path is None and run_dir is None:
         raise InputError("no predictions: give a predictions file, or the run (its validator's recorded scores are used)")
-    judge = run_judge(run_dir, allow_simulated_judge) if predictions_path is None else None
+    judge_info = run_judge(run_dir, allow_simulated_judge) if predictions_path is None else None
+    if judge_info is not None and judge is not None:
+        judge_info = {**judge_info, "ensemble_judge": judge}
     excluded: Counter = Counter()
     notes: list[str] = []
-    per_axis, category, run_scores = _ratings(ratings_path, excluded, notes, run_dir, triplet_col, rater_col)
+    per_axis, category, run_scores = _ratings(ratings_path, excluded, notes, run_dir, triplet_col, rater_col, judge)
     human_by_axis, biases = {}, {}
     for a in AXES:
         human_by_axis[a], biases[a] = debias(per_axis[a])
@@ -180,9 +186,12 @@ def calibrate(ratings_path, predictions_path=None, threshold: float = 4.7, sweep
     report: dict[str, Any] = {"n_triplets": len(ids), "n_ratings": len(per_axis["adherence"]),
                               "n_raters": len(biases["adherence"]), "threshold": threshold,
                               "human_positive_above": HUMAN_POSITIVE, "excluded": dict(excluded),
-                              "debias": debias_notes(per_axis["adherence"]), "notes": notes, "judge": judge}  # fmt: skip
+                              "debias": debias_notes(per_axis["adherence"]), "notes": notes, "judge": judge_info}  # fmt: skip
     report["axes"] = {a: {"mae": float(np.abs(pred[a] - human[a]).mean()), "spearman": spearman(pred[a], human[a]),
-                          "mean_validator": float(pred[a].mean()), "mean_human": float(human[a].mean())} for a in AXES}  # fmt: skip
+                          "mean_validator": float(pred[a].mean()), "mean_human": float(human[a].mean()),
+                          # the ensemble's `calibrated` rule reads these two (config/judging.py)
+                          "bias": float((pred[a] - human[a]).mean()), "error_sd": float((pred[a] - human[a]).std())}
+                      for a in AXES}  # fmt: skip
     by_cat: dict[str, list[int]] = defaultdict(list)
     for i, t in enumerate(ids):
         by_cat[category.get(t, "unknown")].append(i)

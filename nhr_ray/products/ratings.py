@@ -107,9 +107,10 @@ def read_predictions(path, rated: set[str], excluded: Counter, triplet_col: str 
     return out
 
 
-def check_against_run(rows: list[dict], run_dir, excluded: Counter, notes: list[str]) -> tuple[list[dict], dict]:
+def check_against_run(rows: list[dict], run_dir, excluded: Counter, notes: list[str], judge: str | None = None) -> tuple[list[dict], dict]:
     """-> (the rows whose id the run holds, the run's validator scores per rated id). Refuses a file
-    of another run."""
+    of another run. `judge`: the scores of that judge of the run's validator (attempts table,
+    `validation_judges`) instead of the combined ones."""
     from nhr_ray.products.rate.sample import open_run, run_identity
 
     run = open_run(run_dir)
@@ -122,7 +123,9 @@ def check_against_run(rows: list[dict], run_dir, excluded: Counter, notes: list[
         notes.append("the ratings have no run_id column: they were checked against the run by their ids only")
     ids = pa.array(sorted({r["triplet"] for r in rows}), pa.string())
     scores: dict[str, tuple[Any, Any]] = {}
-    for prefix, col in (("triplets", "sample_id"), ("attempts", "attempt_id")):
+    if judge is not None:
+        scores = judge_scores(run, ids, judge, notes)
+    for prefix, col in (("triplets", "sample_id"), ("attempts", "attempt_id")) if judge is None else ():
         for b in run.batches(prefix, [col, *AXES], 4096):
             hit = b.filter(pc.is_in(b.column(col), value_set=ids))
             for r in hit.to_pylist():
@@ -140,4 +143,31 @@ def run_predictions(scores: dict[str, tuple[Any, Any]], rated: set[str]) -> dict
         adh, aes = (as_float(v) for v in scores.get(t, (None, None)))
         if adh is not None and aes is not None:
             out[t] = (adh, aes)
+    return out
+
+
+def judge_scores(run, ids: pa.Array, judge: str, notes: list[str]) -> dict[str, tuple[Any, Any]]:
+    """One judge's recorded scores (attempts table, `validation_judges`) for the rated ids: attempts,
+    and forward triplets through their attempt. An id the judge did not score maps to (None, None)
+    (an inverse or composed triplet: the run keeps each judge's scores of attempts only)."""
+    via: dict[str, str] = {}  # attempt id -> rated id
+    for b in run.batches("triplets", ["sample_id", "attempt_id", "kind"], 4096):
+        for r in b.filter(pc.is_in(b.column("sample_id"), value_set=ids)).to_pylist():
+            if r["kind"] == "forward" and r["attempt_id"]:
+                via[r["attempt_id"]] = r["sample_id"]
+    ids = pa.concat_arrays([ids, pa.array(sorted(via), pa.string())])
+    out: dict[str, tuple[Any, Any]] = {}
+    names: set[str] = set()
+    for b in run.batches("attempts", ["attempt_id", "validation_judges"], 4096):
+        for r in b.filter(pc.is_in(b.column("attempt_id"), value_set=ids)).to_pylist():
+            for j in r.get("validation_judges") or []:
+                names.add(j["judge"])
+                if j["judge"] == judge:
+                    out[via.get(r["attempt_id"], r["attempt_id"])] = (j["adherence"], j["aesthetics"])
+    if not names:
+        raise InputError(f"--judge {judge}: the run's attempts table keeps no judge's scores of the rated items "
+                         "(a run written before per-judge scores were kept, or ratings of inverse/composed triplets only)")
+    if judge not in names:
+        raise InputError(f"--judge {judge}: the run's validator has no such judge; its judges: {sorted(names)}")
+    notes.append(f"predictions: judge {judge!r} of the run's validator (attempts and forward triplets only)")
     return out

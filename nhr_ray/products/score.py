@@ -74,6 +74,9 @@ def score_dataset(dataset: str, cfg, n: int = 5000, seed: int = 0, source_col: s
                   edited_col: str = "edited_image", instruction_col: str = "edit_instruction",
                   batch_size: int = 16, allow_simulated_judge: bool = False) -> dict[str, Any]:  # fmt: skip
     rc = cfg.role("validator")
+    if cfg.judging.ensemble is not None:
+        raise InputError("the config names an ensemble validator (judging.ensemble); `score` asks one judge: give it a "
+                         "config whose roles.validator is that judge (a score per judge is what the ensemble combines)")
     files = dataset_files(dataset)
     sim_roles = dataset_simulated_roles(files)
     made_by_sim = made_by_simulation(sim_roles)

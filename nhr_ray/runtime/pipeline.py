@@ -46,12 +46,17 @@ def preflight(cfg: RunConfig) -> None:
 
     for role in ROLE_KINDS:
         rc = cfg.role(role)
-        cls = backend_class(role, rc.backend)
-        ctx = BackendContext(role=role, run_seed=cfg.seed, num_gpus=rc.num_gpus, sim=cfg.sim, run_config=cfg)
-        try:
-            cls.preflight(cls.Options.model_validate(rc.options), ctx)
-        except BackendUnavailable as e:
-            raise RunError(f"roles.{role}.backend={rc.backend}: {e}") from None
+        judges = cfg.validator_judges() if role == "validator" and cfg.judging.ensemble else [None]
+        for j in judges:  # the validator's ensemble: each judge's backend
+            name, options = (rc.backend, rc.options) if j is None else (j.backend, j.options)
+            cls = backend_class(role, name)
+            ctx = BackendContext(role=role, run_seed=cfg.seed, num_gpus=rc.num_gpus, sim=cfg.sim, run_config=cfg,
+                                 judge=j.name if j else None)  # fmt: skip
+            try:
+                cls.preflight(cls.Options.model_validate(options), ctx)
+            except BackendUnavailable as e:
+                where = f"roles.{role}.backend={name}" if j is None else f"judging.ensemble.judges[{j.name}].backend={name}"
+                raise RunError(f"{where}: {e}") from None
 
 
 def model_names(cfg: RunConfig) -> dict[str, str]:
@@ -61,6 +66,11 @@ def model_names(cfg: RunConfig) -> dict[str, str]:
             out[spec.funnel_row] = spec.model
             continue
         rc = cfg.role(spec.role)
+        if spec.role == "validator" and cfg.judging.ensemble:
+            judges = ", ".join(f"{j.name}={j.backend}{':' + j.options['model'] if j.options.get('model') else ''}"
+                               for j in cfg.validator_judges())  # fmt: skip
+            out[spec.funnel_row] = f"ensemble ({cfg.judging.ensemble.combine}): {judges}"
+            continue
         model = rc.options.get("model") if isinstance(rc.options, dict) else None
         out[spec.funnel_row] = f"{rc.backend}:{model}" if model else rc.backend
     return out

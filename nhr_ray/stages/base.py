@@ -102,6 +102,10 @@ class Stage:
         self.redact = Redactor(config)  # the run's key variables: scrubbed from every answer and error
 
     def setup(self) -> None:
+        self.setup_backend()
+
+    def setup_backend(self) -> None:
+        """Build and set up this stage's role backend (once)."""
         if self.role and self.backend is None:
             rc = self.config.role(self.role)
             ctx = BackendContext(

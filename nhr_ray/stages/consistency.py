@@ -11,14 +11,13 @@ from dataclasses import replace
 
 from nhr_ray.io.images import decode
 from nhr_ray.io.rows import TripletRow
-from nhr_ray.judges.profiles import role_profile
 from nhr_ray.records import Verdict, geometric_score
-from nhr_ray.stages.base import Stage, StageResult, Tally
-from nhr_ray.stages.validation import ask_grouped, merge_usage, score_verdict
+from nhr_ray.stages.base import StageResult, Tally
+from nhr_ray.stages.panel import JudgingStage
 
 
 # purpose -> (judging profile, config section holding its min_adherence / min_aesthetics)
-PURPOSES = {"consistency": ("consistency", "consistency"), "rescore": ("validator", "validation")}
+PURPOSES = {"consistency": ("consistency", "consistency"), "rescore": ("validation", "validation")}
 
 
 def judged(t: TripletRow, v: Verdict, scored_by: str) -> TripletRow:
@@ -27,7 +26,9 @@ def judged(t: TripletRow, v: Verdict, scored_by: str) -> TripletRow:
                    score_source="judged", scored_by=scored_by, scores_from=[])  # fmt: skip
 
 
-class ConsistencyStage(Stage):
+class ConsistencyStage(JudgingStage):
+    """On the validator role's actors: its judge, or its ensemble's (stages/panel.py)."""
+
     name = "consistency"
     role = "validator"
 
@@ -38,18 +39,11 @@ class ConsistencyStage(Stage):
         judging, section = PURPOSES[purpose]
         cfg = getattr(self.config, section)
         limit = self.config.output.max_image_pixels
-        profile = role_profile(self.config, judging)
-        groups = [
-            profile.requests(t.sample_id, t.edit_instruction, decode(t.source_image["bytes"], limit),
-                             decode(t.edited_image["bytes"], limit))
-            for t in triplets
-        ]  # fmt: skip
-        out, seconds = [], 0.0
-        for t, answers in zip(triplets, ask_grouped(self.backend, groups)):
-            v = score_verdict(purpose, answers, profile, cfg.min_adherence, cfg.min_aesthetics, self.config.answers.max_chars)
-            out.append((t.sample_id, v, merge_usage(answers)))
-            seconds += sum(a.gpu_seconds for a in answers)
-        return self.result(out, Tally(self.name), seconds, [u for _, _, u in out])
+        items = [(t.sample_id, t.edit_instruction, decode(t.source_image["bytes"], limit), decode(t.edited_image["bytes"], limit))
+                 for t in triplets]  # fmt: skip
+        got = self.panel.judge(judging, purpose, items, cfg.min_adherence, cfg.min_aesthetics)
+        out = [(t.sample_id, g.verdict, g.usage) for t, g in zip(triplets, got)]
+        return self.result(out, Tally(self.name), sum(g.gpu_seconds for g in got), [g.usage for g in got])
 
 
 def apply_consistency(triplets: list[TripletRow], verdicts: dict[str, Verdict]) -> tuple[list[TripletRow], Tally]:

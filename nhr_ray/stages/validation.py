@@ -6,11 +6,12 @@ How a judge is asked and how its answer is read is its profile's business (nhr_r
 
 from __future__ import annotations
 
-from nhr_ray.judges.profiles import JudgeProfile, role_profile
+from nhr_ray.judges.profiles import JudgeProfile
 from nhr_ray.parsing import MAX_ANSWER_CHARS, raw_text, too_long
 from nhr_ray.records import Attempt, Source, Verdict
 from nhr_ray.roles import Answer, VLMRequest
-from nhr_ray.stages.base import Stage, StageResult, Tally, error_verdict
+from nhr_ray.stages.base import StageResult, Tally, error_verdict
+from nhr_ray.stages.panel import JudgingStage
 
 
 def ask_grouped(backend, groups: list[list[VLMRequest]]) -> list[list[Answer]]:
@@ -50,24 +51,23 @@ def score_verdict(stage: str, answers: list[Answer], profile: JudgeProfile, min_
     return Verdict(stage, True, "ok", raw, adh, aes)
 
 
-class ValidationStage(Stage):
+class ValidationStage(JudgingStage):
+    """Every live attempt judged by the validator role's judge, or its ensemble's (stages/panel.py)."""
+
     name = "validation"
     role = "validator"
 
     def process(self, attempts: list[Attempt], sources: dict[str, Source]) -> StageResult:
         cfg = self.config.validation
-        profile = role_profile(self.config, "validator")
         tally, usage = Tally(self.name), []
         live = [a for a in attempts if a.alive]
-        groups = [profile.requests(a.job.attempt_id, a.instruction.text, sources[a.job.source_id].image, a.edited)
-                  for a in live]  # fmt: skip
-        for a, answers in zip(live, ask_grouped(self.backend, groups)):
-            a.gpu_seconds[self.name] = sum(x.gpu_seconds for x in answers)
-            u = merge_usage(answers)
-            usage.append(u)
-            for k, x in u.items():
+        items = [(a.job.attempt_id, a.instruction.text, sources[a.job.source_id].image, a.edited) for a in live]
+        for a, got in zip(live, self.panel.judge("validation", self.name, items, cfg.min_adherence, cfg.min_aesthetics)):
+            a.gpu_seconds[self.name] = got.gpu_seconds
+            usage.append(got.usage)
+            for k, x in got.usage.items():
                 a.usage[k] = a.usage.get(k, 0.0) + x
-            v = score_verdict(self.name, answers, profile, cfg.min_adherence, cfg.min_aesthetics, self.config.answers.max_chars)
-            a.verdicts.append(v)
-            tally.add(v)
+            a.verdicts.append(got.verdict)
+            tally.add(got.verdict)
+            tally.notes.update(got.notes)
         return self.attempts_result(attempts, tally, usage)

@@ -119,7 +119,12 @@ def _unrelated(requests, answers) -> list:
 
 
 def _validator(fault: str):
-    return lambda stage: setattr(stage, "backend", Rewriting(stage.backend, requests=lambda s, rs: _rewrite_batch(s, rs, fault)))
+    def install(stage) -> None:  # every judge of the validator's panel (stages/panel.py): one, or an ensemble's
+        wrap = lambda b: Rewriting(b, requests=lambda s, rs: _rewrite_batch(s, rs, fault))  # noqa: E731
+        stage.panel.backends = {k: wrap(b) for k, b in stage.panel.backends.items()}
+        stage.backend = next(iter(stage.panel.backends.values()))
+
+    return install
 
 
 def _lowlevel_off(stage) -> None:

@@ -127,14 +127,21 @@ class SimJudge(_Sim, VisionJudge):
 
     Options = SimJudgeOptions
 
+    @property
+    def identity(self) -> str:
+        """Which judge this is: the ensemble judge's name, else its role. Its own errors are drawn under it."""
+        return self.context.judge or self.context.role
+
     def ask(self, requests: list[VLMRequest]) -> list[Answer]:
         out, total = [], 0.0
         seed, sim = self.context.run_seed, self.context.sim
-        role = self.context.role
+        role, me = self.context.role, self.identity
         seen: dict[tuple, object] = {}  # one look per candidate, however many questions it gets
         for r in requests:
-            rng = item_rng(seed, f"{r.item_id}/{role}", r.question)
-            cost = 0.0 if role == "validator" else (GATE_CALL_S if role == "gate" else PREFILTER_S.get(r.question, 0.55))
+            rng = item_rng(seed, f"{r.item_id}/{me}", r.question)
+            cost = self.options.gpu_seconds
+            if cost is None:
+                cost = 0.0 if role == "validator" else (GATE_CALL_S if role == "gate" else PREFILTER_S.get(r.question, 0.55))
             total += cost
             kind = "scores" if r.question == "edit_scores" else "yes_no"
             if rng.random() < sim.malformed_rate:
@@ -166,17 +173,17 @@ class SimJudge(_Sim, VisionJudge):
         give; then this judge's error model (quality.py): the validator errs as the paper's tuned
         validator, the pre-filter as Qwen2.5-VL-72B."""
         p, lat = seen
-        role = self.context.role
+        role, me = self.context.role, self.identity
         adh, aes = Q.true_quality(p.done, p.outside, p.specks, p.feasible, *lat.finish, lat.picture)
         if r.question == "unwanted_change":
             z = Q.normals(lat.key, f"unwanted/{role}", 1)[0]
             return _yes_no(bool(Q.only_asked_change(p.done, p.outside, p.specks, p.feasible, z)), rng)
         if r.question == "aesthetics":
             return _yes_no(bool(Q.pleasing(aes, rng.standard_normal())), rng)
-        j = Q.JUDGES.get(role, Q.VALIDATOR)
+        j = Q.JUDGES.get(self.options.errs_as or role, Q.VALIDATOR)
         rho = self.context.sim.judge_error_correlation
-        err = Q.judge_errors(*Q.error_draws(lat, role), rho, j.halo)
-        a, b = Q.scores(adh, aes, j, err, rng.standard_normal(2), Q.uniform(lat.key, f"lapse/{role}"))
+        err = Q.judge_errors(*Q.error_draws(lat, me), rho, j.halo)
+        a, b = Q.scores(adh, aes, j, err, rng.standard_normal(2), Q.uniform(lat.key, f"lapse/{me}"))
         return _scores_text(float(a), float(b), rng)
 
 
