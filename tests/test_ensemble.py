@@ -289,3 +289,30 @@ def test_simulated_judges_scores_follow_the_correlation_and_their_names():
         assert corr[0.0][k] + 0.15 < corr[0.5][k] and corr[0.5][k] + 0.15 < corr[0.9][k], corr
     assert (scores(0.5, "a") == scores(0.5, "a")).all()
     assert (scores(0.5, "a") != scores(0.5, "b")).any(axis=1).mean() > 0.5
+
+    # a judge's options: whose error model it follows, and what a question costs
+    cfg = load_config(overrides=["sim.malformed_rate=0"])
+    ctx = BackendContext("validator", 0, 1, cfg.sim, run_config=cfg, judge="a")
+    tuned = build_backend("validator", "sim", {"gpu_seconds": 0.739}, ctx).ask(reqs)
+    base = build_backend("validator", "sim", {"errs_as": "prefilter"}, ctx).ask(reqs)
+    assert {a.gpu_seconds for a in tuned} == {0.739} and {a.gpu_seconds for a in base} == {0.0}
+    mae = [np.abs(np.array([list(prof.parse([a.text]).value.values()) for a in ans]) - truth).mean(axis=0)
+           for ans in (tuned, base)]  # fmt: skip
+    assert mae[1][0] > mae[0][0] + 0.2  # the 72B's adherence errs far more than the tuned validator's (Table 1)
+
+
+def test_a_saved_config_with_its_calibration_reloads_with_or_without_the_file(tmp_path):
+    """A run's manifest carries the config with `calibration` and the figures read from it: export,
+    report and resume validate it again, on this machine or one without the file."""
+    from nhr_ray.config import RunConfig
+
+    p = _calibration_file(tmp_path, "a", (0.2, -0.1), 0.6)
+    cfg = load_config(overrides=[f"judging.ensemble.judges=[{{name: a, calibration: {p}}}, {{name: b, calibration: {p}}}]",
+                                 "judging.ensemble.combine=calibrated"])  # fmt: skip
+    saved = cfg.model_dump(mode="json")
+    assert RunConfig.model_validate(saved).validator_judges() == cfg.validator_judges()
+    saved["judging"]["ensemble"]["judges"][0]["bias"]["adherence"] = 0.3  # figures that are not the file's
+    with pytest.raises(ValueError, match="is not what .* says"):
+        RunConfig.model_validate(saved)
+    (tmp_path / "a.json").unlink()
+    assert RunConfig.model_validate(saved).validator_judges()[0].bias == {"adherence": 0.3, "aesthetics": -0.1}

@@ -93,11 +93,20 @@ class EnsembleJudge(Strict):
     @model_validator(mode="before")
     @classmethod
     def _read_calibration(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("calibration") is not None:
-            if data.get("bias") is not None or data.get("error_sd") is not None:
-                raise ValueError("give `calibration` or `bias` and `error_sd` by hand, not both")
-            data = {**data, **calibration_figures(str(data["calibration"]))}
-        return data
+        """Fill bias and error_sd from the calibration file. A config saved by a run (manifest.json)
+        carries both: its figures stand where the file is gone (another machine), and must match it
+        where it is there."""
+        if not isinstance(data, dict) or data.get("calibration") is None:
+            return data
+        given = {k: data.get(k) for k in ("bias", "error_sd") if data.get(k) is not None}
+        if given and not Path(str(data["calibration"])).exists():
+            return data
+        figures = calibration_figures(str(data["calibration"]))
+        for k, v in given.items():
+            if not isinstance(v, dict) or any(not math.isclose(float(v.get(a, math.nan)), figures[k][a], abs_tol=1e-9) for a in AXES):
+                raise ValueError(f"{k} {v} is not what {data['calibration']} says ({figures[k]}): give the file or the "
+                                 "figures, not both")  # fmt: skip
+        return {**data, **figures}
 
     @field_validator("bias", "error_sd")
     @classmethod
