@@ -53,10 +53,15 @@ def secret_values(names: tuple[str, ...] | list[str] = KEY_ENV_VARS) -> list[str
 
 def redact(text: object, secrets: list[str] | None = None) -> str | None:
     """`text` with every key-like substring replaced by [REDACTED]; None stays None."""
+    return scrub(text, sorted(set(secret_values() + list(secrets or [])), key=len, reverse=True))
+
+
+def scrub(text: object, values: list[str]) -> str | None:
+    """`text` with `values` (longest first) and every key-like pattern replaced by [REDACTED]."""
     if text is None:
         return None
     s = str(text)
-    for value in sorted(set(secret_values() + list(secrets or [])), key=len, reverse=True):
+    for value in values:
         if len(value) >= MIN_SECRET_CHARS:
             s = s.replace(value, MASK)
     for pat in _PATTERNS:
@@ -78,6 +83,11 @@ class Redactor:
     def __call__(self, text: object) -> str | None:
         return redact(text, self.secrets())
 
+    def now(self) -> "Redactor":
+        """This redactor with the key values read once, now: for the many texts of one batch of
+        answers, which all came back at one moment (a key rotated later is read at the next batch)."""
+        return _Fixed(self, sorted(set(secret_values() + self.secrets()), key=len, reverse=True))
+
     def value(self, v):
         """Strings, and strings inside lists and dicts, redacted; anything else as it is."""
         if isinstance(v, str):
@@ -87,6 +97,14 @@ class Redactor:
         if isinstance(v, dict):
             return {k: self.value(x) for k, x in v.items()}
         return v
+
+
+class _Fixed(Redactor):
+    def __init__(self, base: Redactor, values: list[str]):
+        self.names, self.extra, self.values = base.names, base.extra, values
+
+    def __call__(self, text: object) -> str | None:
+        return scrub(text, self.values)
 
 
 def install_log_redaction(redactor: Redactor) -> None:

@@ -151,8 +151,9 @@ class Redacting:
         return getattr(self.inner, name)
 
     def _clean(self, answers: list[Answer]) -> list[Answer]:
+        r = self._redact.now()  # the keys read once for the batch
         for a in answers:
-            a.text, a.error, a.meta = self._redact(a.text), self._redact(a.error), self._redact.value(a.meta)
+            a.text, a.error, a.meta = r(a.text), r(a.error), r.value(a.meta)
         return answers
 
     def ask(self, requests):

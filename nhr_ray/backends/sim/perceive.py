@@ -16,7 +16,6 @@ wrong, and it is the same whoever holds it (judges, and the sim-only oracle test
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -63,7 +62,7 @@ def expected_state(state: dict[str, Any], instruction: str) -> tuple[dict[str, A
         return None, False
     cat, groups = parsed
     if cat == "addition" and " and " in instruction:
-        s = copy.deepcopy(state)
+        s = R.copy_state(state)
         for m in W.PHRASE.finditer(instruction):
             size, colour, name, position = m.groups()
             s["objects"].append({"size": size, "colour": colour, "name": name, "position": position,

@@ -37,6 +37,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from nhr_ray.records import seeded_rng
+
 GRID = 0.05
 HUMAN_POSITIVE = 4.0  # the paper's positive class: both human scores above this
 
@@ -58,7 +60,7 @@ def _digest(img: np.ndarray) -> bytes:
 
 def _uniforms(key: bytes, label: str, n: int) -> np.ndarray:
     seed = int.from_bytes(hashlib.blake2b(key + label.encode(), digest_size=8).digest(), "little")
-    return np.random.default_rng(seed).random(n)
+    return seeded_rng(seed).random(n)
 
 
 def uniform(key: bytes, label: str) -> float:
@@ -67,7 +69,7 @@ def uniform(key: bytes, label: str) -> float:
 
 def normals(key: bytes, label: str, n: int = 2) -> np.ndarray:
     seed = int.from_bytes(hashlib.blake2b(key + label.encode(), digest_size=8).digest(), "little")
-    return np.random.default_rng(seed).standard_normal(n)
+    return seeded_rng(seed).standard_normal(n)
 
 
 def latents(source: np.ndarray, edited: np.ndarray, instruction: str = "") -> Latents:
@@ -77,7 +79,8 @@ def latents(source: np.ndarray, edited: np.ndarray, instruction: str = "") -> La
     from nhr_ray.backends.sim import tag
     from nhr_ray.backends.sim import world as W
 
-    key = b"".join(sorted((_digest(source), _digest(edited))))
+    d = _digest(source)
+    key = b"".join(sorted((d, d if edited is source else _digest(edited))))
     seen = tag.read(source) or tag.read(edited)
     place = next((p for p in W.POSITIONS if p in instruction.lower()), "whole picture")
     scene = f"scene:{seen['texture_seed']}:{place}".encode() if seen else key

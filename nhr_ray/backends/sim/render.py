@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 from typing import Any
@@ -127,9 +126,15 @@ def find_target(state: dict[str, Any], cat: str, groups: tuple[str, ...]) -> int
     return None
 
 
+def copy_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a scene state to change (its values are strings, numbers and booleans, and the
+    objects flat dicts of them: copying those is a deep copy, at a tenth of copy.deepcopy's cost)."""
+    return {k: [dict(o) for o in v] if k == "objects" else v for k, v in state.items()}
+
+
 def apply_edit(state: dict[str, Any], parsed, target: int | None) -> dict[str, Any]:
     """The state a perfect editor would produce."""
-    s = copy.deepcopy(state)
+    s = copy_state(state)
     if parsed is None:
         s["extra_blob"] = True
         return s
@@ -177,7 +182,7 @@ def render_outcome(
             if parsed is not None and parsed[0] in ("removal", "colour_change", "replacement"):
                 drawn = apply_edit(state, parsed, target)
                 return vae_noise(rendered(drawn, texture_seed), rng), drawn
-            s = copy.deepcopy(state)
+            s = copy_state(state)
             s["objects"][target]["colour"] = "black" if s["objects"][target]["colour"] != "black" else "white"
             return vae_noise(rendered(s, texture_seed), rng), s
         outcome = "partial"
@@ -198,7 +203,7 @@ def render_outcome(
         others = [i for i in present if i != target]
         if others:
             j = int(rng.choice(others))
-            drift = copy.deepcopy(goal)
+            drift = copy_state(goal)
             drift["objects"][j]["colour"] = "pink" if goal["objects"][j]["colour"] != "pink" else "teal"
             x0, y0, x1, y1 = object_box(goal, goal["objects"][j])  # a share (0.35-1) of another object recoloured
             xm = x0 + int(round((x1 - x0) * rng.uniform(0.35, 1.0)))
