@@ -14,7 +14,6 @@ import re
 from contextlib import ExitStack
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from nhr_ray.config import ConfigError, load_config, validate_config
