@@ -315,3 +315,14 @@ def test_a_saved_config_with_its_calibration_reloads_with_or_without_the_file(tm
         RunConfig.model_validate(saved)
     (tmp_path / "a.json").unlink()
     assert RunConfig.model_validate(saved).validator_judges()[0].bias == {"adherence": 0.3, "aesthetics": -0.1}
+
+
+def test_a_judge_on_the_validators_backend_takes_its_options_updated_with_its_own():
+    sets = [*(f"roles.{r}.backend=sim" for r in ROLE_KINDS if r != "validator"), "roles.validator.backend=transformers",
+            "roles.validator.options={model: base/qwen, device: cpu}",
+            "judging.ensemble.judges=[{name: tuned, options: {lora: judges/v1}}, {name: plain}, "
+            "{name: other, backend: sim, options: {gpu_seconds: 0.5}}]"]  # fmt: skip
+    a, b, c = load_config(overrides=sets).validator_judges()
+    assert (a.backend, a.options) == ("transformers", {"model": "base/qwen", "device": "cpu", "lora": "judges/v1"})
+    assert (b.backend, b.options) == ("transformers", {"model": "base/qwen", "device": "cpu"})
+    assert (c.backend, c.options) == ("sim", {"gpu_seconds": 0.5})

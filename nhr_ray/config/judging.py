@@ -74,7 +74,9 @@ class EnsembleJudge(Strict):
     )
     backend: str | None = Field(None, description="Registered vlm backend; None: roles.validator.backend.")
     options: dict[str, Any] | None = Field(
-        None, description="The backend's options; None: roles.validator.options when `backend` is None too, else {}."
+        None,
+        description="The backend's options. With `backend` None: roles.validator.options updated with these (the same "
+        "model with this judge's `lora`, say); with a backend of its own: these alone.",
     )
     profile: str = Field("nhr", description="How this judge is asked and read (as judging.validation.profile).")
     prompt_dir: str | None = Field(None, description="As judging.validation.prompt_dir, for this judge.")

@@ -125,7 +125,7 @@ class RunConfig(Strict):
             return [PanelJudge("validator", rc.backend, dict(rc.options), pc.profile, pc.prompt_dir)]
         return [
             PanelJudge(j.name, j.backend or rc.backend,
-                       dict(j.options if j.options is not None else (rc.options if j.backend is None else {})),
+                       {**rc.options, **(j.options or {})} if j.backend is None else dict(j.options or {}),
                        j.profile, j.prompt_dir, j.bias, j.error_sd)
             for j in ens.judges
         ]  # fmt: skip
